@@ -1,0 +1,5 @@
+import sys
+
+from caffpy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The one place that runs gpg.
+
+Every call gets gpg's machine-readable status lines on a pipe of their own
+(--status-fd N), never mixed with gpg's human messages on stderr, and every
+key argument comes after '--'. python-gnupg 0.4.9 reads status lines from
+stderr and decodes listings as text, which crafted user IDs can exploit
+(phantom or hidden keys, wrong import results; see security notes T6), so
+caffpy uses it only for the version check, where no key data is involved.
+"""
+
+import logging
+import os
+import shlex
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import gnupg
+
+from caffpy.colons import parse_keys
+from caffpy.errors import GpgError
+from caffpy.keys import Key
+
+log = logging.getLogger(__name__)
+
+STATUS_PREFIX = b"[GNUPG:] "
+BATCH_OPTS = ["--batch", "--no-tty", "--no-greeting", "--yes"]
+KEYRING_OPTS = ["--trust-model", "always", "--no-auto-check-trustdb"]
+LIST_OPTS = ["--with-colons", "--fixed-list-mode", "--with-fingerprint"]
+
+# Status keywords caffpy acts on.
+IMPORT_OK = "IMPORT_OK"
+INV_RECP = "INV_RECP"
+FAILURE = "FAILURE"
+ERROR = "ERROR"
+
+
+@dataclass
+class GpgResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    status: List[Tuple[str, List[bytes]]] = field(default_factory=list)
+
+    def status_args(self, keyword: str) -> List[List[bytes]]:
+        return [args for key, args in self.status if key == keyword]
+
+
+def parse_status(data: bytes) -> List[Tuple[str, List[bytes]]]:
+    """Parse --status-fd output: one '[GNUPG:] KEYWORD args' record per LF."""
+    records = []
+    for line in data.split(b"\n"):
+        if not line.startswith(STATUS_PREFIX):
+            continue
+        parts = line[len(STATUS_PREFIX):].rstrip(b"\r").split(b" ")
+        keyword = parts[0].decode("ascii", "replace")
+        records.append((keyword, parts[1:]))
+    return records
+
+
+def gpg_version(binary: str = "gpg") -> str:
+    """gpg's version, through python-gnupg (no key data involved); GpgError if gpg is missing."""
+    try:
+        return ".".join(str(part) for part in gnupg.GPG(gpgbinary=binary).version)
+    except (OSError, ValueError) as error:
+        raise GpgError("cannot run gpg (%s): %s; install the gnupg package or set 'gpg' "
+                       "in ~/.caffrc" % (binary, error))
+
+
+def _read_all(fd: int, sink: list) -> None:
+    with os.fdopen(fd, "rb") as stream:
+        sink.append(stream.read())
+
+
+class Gpg:
+    """gpg bound to one home directory (caffpy's own, a throwaway one, or the user's)."""
+
+    def __init__(self, homedir: Optional[str], binary: str = "gpg",
+                 extra_args: Sequence[str] = ()):
+        self.homedir = homedir
+        self.binary = binary
+        self.extra_args = list(extra_args)
+        self.calls = 0      # processes started, for the benchmark
+
+    def command(self, args: Sequence[str]) -> List[str]:
+        cmd = [self.binary]
+        if self.homedir:
+            cmd += ["--homedir", self.homedir]
+        return cmd + BATCH_OPTS + KEYRING_OPTS + self.extra_args + list(args)
+
+    def run(self, args: Sequence[str], input: bytes = b"", timeout: Optional[float] = None,
+            check: bool = True, what: str = "gpg") -> GpgResult:
+        status_read, status_write = os.pipe()
+        cmd = self.command(["--status-fd", str(status_write)] + list(args))
+        log.debug("running %s", shlex.join(cmd))
+        status_sink: list = []
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(status_write,))
+        except OSError as error:
+            os.close(status_read)
+            os.close(status_write)
+            raise GpgError("cannot run %s: %s" % (self.binary, error))
+        os.close(status_write)
+        self.calls += 1
+        reader = threading.Thread(target=_read_all, args=(status_read, status_sink), daemon=True)
+        reader.start()
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            reader.join()
+            raise GpgError("%s did not finish within %d seconds and was stopped" % (what, timeout))
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        reader.join()
+        result = GpgResult(proc.returncode, stdout, stderr,
+                           parse_status(status_sink[0] if status_sink else b""))
+        log.debug("gpg exited %d", proc.returncode)
+        if check and proc.returncode != 0:
+            raise GpgError("%s failed (gpg exit status %d)" % (what, proc.returncode), stderr)
+        return result
+
+    # -- key listing, import and export -------------------------------------------
+
+    def list_keys(self, key_ids: Iterable[str] = (), secret: bool = False) -> List[Key]:
+        """Keys matching key_ids (all keys if none); a missing ID is simply absent."""
+        mode = "--list-secret-keys" if secret else "--list-keys"
+        result = self.run(LIST_OPTS + [mode, "--"] + list(key_ids), check=False,
+                          what="listing keys")
+        return parse_keys(result.stdout)
+
+    def import_keys(self, data: bytes, options: Sequence[str] = (), what: str = "import") -> List[str]:
+        """Import key data; returns the fingerprints gpg reports as imported or unchanged.
+
+        gpg exits 2 when part of the data was bad (an over-long UID, a flooded
+        key) although keys were imported, so the status lines decide, not the
+        exit status.
+        """
+        args = ["--import"]
+        if options:
+            args += ["--import-options", ",".join(options)]
+        result = self.run(args, input=data, check=False, what=what)
+        fprs = []
+        for status_args in result.status_args(IMPORT_OK):
+            if len(status_args) >= 2:
+                fprs.append(status_args[1].decode("ascii", "replace").upper())
+        if result.returncode not in (0, 2) or (result.returncode and not fprs):
+            raise GpgError("%s failed (gpg exit status %d)" % (what, result.returncode),
+                           result.stderr)
+        return fprs
+
+    def export(self, fingerprints: Sequence[str], options: Sequence[str] = ()) -> bytes:
+        args = ["--no-armor", "--export"]
+        if options:
+            args = ["--export-options", ",".join(options)] + args
+        return self.run(args + ["--"] + list(fingerprints), what="exporting keys").stdout
+
+    def recv_keys(self, key_ids: Sequence[str], keyserver: Optional[str],
+                  timeout: float) -> List[str]:
+        args = ["--keyserver", keyserver] if keyserver else []
+        result = self.run(args + ["--recv-keys", "--"] + list(key_ids), check=False,
+                          timeout=timeout, what="fetching keys from the keyserver")
+        return [a[1].decode("ascii", "replace").upper()
+                for a in result.status_args(IMPORT_OK) if len(a) >= 2]
+
+    # -- certification and encryption --------------------------------------------
+
+    def certify(self, fingerprint: str, signer: str, local: bool = False,
+                cert_args: Sequence[str] = ()) -> GpgResult:
+        """Certify every valid UID of a key with one signer; gpg skips UIDs already signed."""
+        command = "--quick-lsign-key" if local else "--quick-sign-key"
+        return self.run(["--local-user", signer + "!"] + list(cert_args)
+                        + [command, fingerprint], what="signing key %s" % fingerprint)
+
+    def encrypt(self, data: bytes, recipients: Sequence[str]) -> bytes:
+        args = ["--armor", "--textmode", "--encrypt"]
+        for recipient in recipients:
+            args += ["--recipient", recipient]
+        result = self.run(args, input=data, check=False, what="encrypting a mail")
+        if result.returncode != 0 or not result.stdout:
+            bad = [b" ".join(a).decode("ascii", "replace") for a in result.status_args(INV_RECP)]
+            detail = "; unusable recipient(s): %s" % ", ".join(bad) if bad else ""
+            raise GpgError("encryption failed%s" % detail, result.stderr)
+        return result.stdout

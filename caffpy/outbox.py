@@ -1,0 +1,185 @@
+"""Phase 2b: for each certified UID with an address, build its key copy and its mail.
+
+Every message is written under caffhome/keys/YYYY-MM-DD/ and recorded in the
+journal as pending before anything is handed to the MTA.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+from caffpy import journal as jr
+from caffpy import message
+from caffpy.address import read_address
+from caffpy.errors import CaffError, GpgError
+from caffpy.keys import Key, Uid
+from caffpy.packets import KeyBlock, UidBlock, armor, certifiers, uid_copy
+from caffpy.prompt import Prompter
+from caffpy.text import filename_part, printable
+from caffpy.workspace import Workspace, atomic_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What the compose phase did, for the summary."""
+
+    queued: List[jr.MailRecord] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)   # by design: revoked, unsafe, done...
+    errors: List[CaffError] = field(default_factory=list)
+    kept_on_disk: List[str] = field(default_factory=list)
+
+
+def uid_name(text: str) -> str:
+    """The name part of a UID: the text before any '(comment)' or '<address>'."""
+    for mark in ("<", "("):
+        text = text.split(mark)[0]
+    return " ".join(text.split())
+
+
+class Composer:
+    def __init__(self, ws: Workspace, journal: jr.Journal, config, prompter: Prompter,
+                 own_ids: Sequence[str], export_old: Optional[bool], resend: bool):
+        self.ws = ws
+        self.journal = journal
+        self.config = config
+        self.prompter = prompter
+        self.own_ids = [i[-16:] for i in own_ids]
+        self.export_old = export_old
+        self.resend = resend
+        self.outcome = Outcome()
+
+    def compose_key(self, key: Key, block: Optional[KeyBlock]) -> None:
+        if block is None:
+            self.outcome.errors.append(GpgError("key %s vanished from caffpy's keyring"
+                                                % key.fingerprint))
+            return
+        signed = []     # (Uid, UidBlock, certs)
+        for uid in key.uids:
+            uid_block = block.uid_by_hash(uid.namehash)
+            if not uid.usable:
+                self.outcome.skipped.append("key 0x%s, user ID %d is %s: not mailed"
+                                            % (key.long_id, uid.serial, uid.state))
+                continue
+            certs = certifiers(uid_block, self.own_ids) if uid_block else {}
+            if certs:
+                signed.append((uid, uid_block, certs))
+        if not signed:
+            self.outcome.skipped.append("key 0x%s has no user ID certified by you" % key.long_id)
+            return
+        mailable, extras = [], []
+        for uid, uid_block, certs in signed:
+            if uid.is_attribute:
+                extras.append((uid, uid_block, certs))
+                continue
+            reading = read_address(uid.text)
+            if reading.address:
+                mailable.append((uid, uid_block, certs, reading.address))
+            elif "no mail address" in reading.reason:
+                extras.append((uid, uid_block, certs))
+            else:
+                self.outcome.skipped.append("key 0x%s, user ID %d %s: not mailed, because %s"
+                                            % (key.long_id, uid.serial, uid.shown, reading.reason))
+        primary_name = uid_name(key.uids[0].text) if key.uids else ""
+        attached = set()
+        for uid, uid_block, certs, address in mailable:
+            companions = [e for e in extras
+                          if uid_name(uid.text) == (primary_name if e[0].is_attribute
+                                                    else uid_name(e[0].text))]
+            attached.update(e[0].serial for e in companions)
+            try:
+                self._compose_mail(key, block, uid, uid_block, certs, address, companions)
+            except CaffError as error:
+                self.outcome.errors.append(error)
+                log.error("key 0x%s, user ID %d: %s", key.long_id, uid.serial, error)
+        for uid, uid_block, certs in extras:
+            if uid.serial not in attached:
+                path = self._save_key_copy(key, block, uid, uid_block)
+                self.outcome.kept_on_disk.append(
+                    "key 0x%s, user ID %d %s has no address of its own and no mailed user "
+                    "ID with its name; its certification is kept in %s"
+                    % (key.long_id, uid.serial, uid.shown, path))
+
+    def _save_key_copy(self, key: Key, block: KeyBlock, uid: Uid, uid_block: UidBlock,
+                       label: str = "") -> str:
+        data = armor(self._copy_for(block, uid_block))
+        name = "%s.%d.%s.asc" % (key.long_id, uid.serial, filename_part(label or uid.text, 40))
+        path = os.path.join(self.ws.day_dir(), name)
+        atomic_write(path, data.encode("ascii"))
+        return path
+
+    def _copy_for(self, block: KeyBlock, uid_block: UidBlock) -> bytes:
+        if uid_block.is_attribute:
+            # A key needs a text user ID: carry the first one along, without our signatures.
+            first_text = next((u for u in block.uids if not u.is_attribute), None)
+            head = uid_copy(block, [first_text], []) if first_text else block.primary.raw
+            return head + uid_copy(block, [uid_block], self.own_ids)[len(block.primary.raw):]
+        return uid_copy(block, [uid_block], self.own_ids)
+
+    def _compose_mail(self, key: Key, block: KeyBlock, uid: Uid, uid_block: UidBlock,
+                      certs: Dict[str, int], address: str, companions) -> None:
+        mail_id = "%s/%s" % (key.fingerprint, uid.namehash)
+        record = self.journal.mails.get(mail_id)
+        signers = sorted(certs)
+        if record and not self.resend and set(signers) <= set(record.signers):
+            if record.state == jr.SENT:
+                self.outcome.skipped.append("key 0x%s, user ID %d: already mailed to %s"
+                                            % (key.long_id, uid.serial, address))
+                return
+            if record.state in (jr.PENDING, jr.FAILED) and os.path.exists(record.file):
+                self.outcome.queued.append(record)      # built before; send the same bytes
+                return
+        newest = max(certs.values())
+        if not record and time.time() - newest > self.config["export-sig-age"]:
+            question = ("Your certification of %s is older than export-sig-age and was "
+                        "never mailed by caffpy. Mail it now?" % uid.shown)
+            wanted = self.export_old if self.export_old is not None else \
+                self.prompter.ask(question, default=False)
+            if not wanted:
+                self.outcome.skipped.append("key 0x%s, user ID %d: old certification not mailed "
+                                            "(use -e to mail it)" % (key.long_id, uid.serial))
+                return
+        items = [(uid, uid_block)] + [(c[0], c[1]) for c in companions]
+        attachments = []
+        for item_uid, item_block in items:
+            path = self._save_key_copy(key, block, item_uid, item_block,
+                                       address if item_uid is uid else "")
+            with open(path, encoding="ascii") as handle:
+                armored = handle.read()
+            attachments.append(message.Attachment(
+                filename="0x%s.%d.signed-by-0x%s.asc" % (key.long_id, item_uid.serial,
+                                                         signers[0]),
+                description="OpenPGP key 0x%s, user ID %d, certified by 0x%s"
+                            % (key.long_id, item_uid.serial, ", 0x".join(signers)),
+                armored=armored))
+        encrypt = None
+        mode = self.config["mail"]
+        if key.can_encrypt:
+            recipients = [key.fingerprint] + list(self.config["also-encrypt-to"])
+            encrypt = lambda data: self.ws.gpg.encrypt(data, recipients)   # noqa: E731
+        else:
+            mode = self.config["mail-cant-encrypt"]
+            log.warning("key 0x%s cannot encrypt: its mail would go out unencrypted",
+                        key.long_id)
+        text = message.render_text(self.config["mail-template"], self.config["owner"],
+                                   key.fingerprint, [i[0].shown for i in items])
+        subject = self.config["mail-subject"].replace("%k", key.long_id)
+        data = message.compose(text, attachments, self.config["owner"], self.config["email"],
+                               address, subject, self.config["reply-to"] or None, encrypt)
+        path = os.path.join(self.ws.day_dir(), "%s.%d.%s.eml"
+                            % (key.long_id, uid.serial, filename_part(address, 60)))
+        atomic_write(path, data)
+        record = jr.MailRecord(mail_id, key=key.fingerprint, uid=uid.shown, to=address,
+                               signers=signers, file=path)
+        plain = "" if encrypt else "*unencrypted* "
+        question = "Mail %scertification of %s to %s?" % (plain, uid.shown, address)
+        if self.prompter.decide(mode, question):
+            self.journal.record(record, state=jr.PENDING)
+            self.outcome.queued.append(record)
+        else:
+            self.journal.record(record, state=jr.DECLINED)
+            self.outcome.skipped.append("key 0x%s, user ID %d: not mailed, as you chose "
+                                        "(saved in %s)" % (key.long_id, uid.serial, path))

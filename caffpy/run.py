@@ -1,0 +1,185 @@
+"""One caffpy run: acquire the keys, certify them, compose the mails, deliver them.
+
+Per-key problems are collected, not fatal: one bad key never stops the others.
+The run's exit status is that of the first problem (0 when there was none).
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from caffpy import acquire, delivery, signing
+from caffpy import journal as jr
+from caffpy.errors import CaffError, ConfigError, MtaError
+from caffpy.keys import Key
+from caffpy.outbox import Composer
+from caffpy.packets import parse_keyblocks
+from caffpy.prompt import Prompter
+from caffpy.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    batch: bool = False
+    mbox: Optional[str] = None
+    export_old: Optional[bool] = None     # -e True, -E False, None: ask
+    resend: bool = False
+
+
+@dataclass
+class Report:
+    keys_requested: int = 0
+    keys_certified: int = 0
+    mails_sent: int = 0
+    mails_to_mbox: int = 0
+    mails_pending: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    problems: List[CaffError] = field(default_factory=list)
+    gpg_calls: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return self.problems[0].exit_code if self.problems else 0
+
+    def summary(self) -> str:
+        lines = ["", "Summary:",
+                 "  keys asked for:          %d" % self.keys_requested,
+                 "  keys certified now:      %d" % self.keys_certified,
+                 "  mails handed to the MTA: %d" % self.mails_sent]
+        if self.mails_to_mbox:
+            lines.append("  mails written to mbox:   %d (not sent; they stay pending)"
+                         % self.mails_to_mbox)
+        lines.append("  mails pending:           %d" % len(self.mails_pending))
+        for item in self.mails_pending:
+            lines.append("    - " + item)
+        if self.skipped:
+            lines.append("  skipped (%d):" % len(self.skipped))
+            lines += ["    - " + s for s in self.skipped]
+        if self.notes:
+            lines += ["  note: " + n for n in self.notes]
+        if self.problems:
+            lines.append("  problems (%d):" % len(self.problems))
+            lines += ["    - " + str(p).replace("\n", "\n      ") for p in self.problems]
+        return "\n".join(lines)
+
+
+def check_sendmail(config, options: RunOptions) -> None:
+    """Before any signature: mail must have somewhere to go."""
+    if options.mbox or config["mail"] == "no":
+        return
+    sendmail = config["sendmail"]
+    if not (os.path.isfile(sendmail) and os.access(sendmail, os.X_OK)) \
+            and not shutil.which(sendmail):
+        raise MtaError("%s does not exist or cannot be run, so no mail can be sent. Install "
+                       "a mail transport agent (for example: apt install msmtp-mta), set "
+                       "'sendmail' in ~/.caffrc, or use -m no / --mbox FILE"
+                       % sendmail)
+
+
+def resolve_signers(own: Sequence[Key], local_users: Sequence[str]) -> List[Key]:
+    if not local_users:
+        return list(own)
+    signers = []
+    for wanted in local_users:
+        matches = [k for k in own if k.fingerprint.endswith(wanted)]
+        if not matches:
+            raise ConfigError("local-user %s is not one of your keys listed in 'keyid'" % wanted)
+        signers.extend(m for m in matches if m not in signers)
+    return signers
+
+
+def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompter) -> Report:
+    report = Report(keys_requested=len(requested))
+    ws = Workspace(config["caffhome"], config["gpg"])
+    ws.create()
+    ws.lock()
+    journal = jr.Journal(ws.journal_path)
+    try:
+        journal.load()
+        check_sendmail(config, options)
+        _run_phases(ws, journal, config, requested, options, prompter, report)
+    finally:
+        journal.close()
+        ws.unlock()
+        report.gpg_calls = ws.gpg.calls + ws.user_gpg.calls
+    return report
+
+
+def _run_phases(ws, journal, config, requested, options, prompter, report) -> None:
+    no_sign = config["no-sign"]
+    own = acquire.import_own_keys(ws, config["keyid"])
+    signers = resolve_signers(own, config["local-user"])
+    if not no_sign:
+        ws.link_agent()
+    if config["also-encrypt-to"]:
+        acquire.import_own_keys(ws, config["also-encrypt-to"], required=False)
+
+    # 1. acquire
+    warnings = acquire.fetch(ws, requested, config["key-files"], config["keys-from-gnupg"],
+                             not config["no-download"], config["keyserver"],
+                             config["recv-timeout"])
+    for warning in warnings:
+        log.warning("%s", warning)
+    acquired = acquire.verify(ws, requested)
+    for problem in acquired.problems:
+        log.error("%s", problem)
+        report.problems.append(problem)
+    if acquired.problems and acquired.keys and not prompter.ask(
+            "Some keys could not be obtained. Go on with the others?", default=False):
+        return
+    keys = []
+    for key in acquired.keys:
+        if key.usable:
+            keys.append(key)
+        else:
+            report.skipped.append("key 0x%s is %s: not certified" % (key.long_id, key.state))
+    fingerprints = [k.fingerprint for k in keys]
+    export_options = ["export-clean"] + (["export-local-sigs"]
+                                         if "l" in config["gpg-sign-type"] else [])
+
+    # 2. certify
+    if keys and not no_sign:
+        if config["ask-sign"] and not prompter.ask("Continue with signing?", default=True):
+            no_sign = True
+    if keys and not no_sign:
+        before = parse_keyblocks(ws.gpg.export(fingerprints, export_options))
+        failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
+        report.problems.extend(failures.values())
+        after = parse_keyblocks(ws.gpg.export(fingerprints, export_options))
+        report.keys_certified = sum(
+            1 for k in keys if k.fingerprint not in failures
+            and any(signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)
+                    > signing.unsigned_uids(k, after.get(k.fingerprint), s.fingerprint)
+                    for s in signers))
+    else:
+        after = parse_keyblocks(ws.gpg.export(fingerprints, export_options)) if keys else {}
+
+    # 3. compose
+    composer = Composer(ws, journal, config, prompter, [k.fingerprint for k in own],
+                        options.export_old, options.resend)
+    for key in keys:
+        composer.compose_key(key, after.get(key.fingerprint))
+    outcome = composer.outcome
+    report.skipped.extend(outcome.skipped)
+    report.notes.extend(outcome.kept_on_disk)
+    report.problems.extend(outcome.errors)
+
+    # 4. deliver: this run's mails and any left pending by earlier runs
+    queued = {r.mail_id: r for r in outcome.queued}
+    for record in journal.pending():
+        queued.setdefault(record.mail_id, record)
+    if config["mail"] == "no" and not options.mbox:
+        report.mails_pending = ["%s (%s)" % (r.to, r.file) for r in queued.values()]
+        return
+    delivered = delivery.deliver(list(queued.values()), journal, config["sendmail"],
+                                 config["email"], config["bcc"] or None, options.mbox)
+    report.mails_sent = len(delivered.sent)
+    report.mails_to_mbox = len(delivered.to_mbox)
+    report.problems.extend(delivered.errors)
+    report.mails_pending = ["%s: %s" % (r.to, r.error or "not sent yet")
+                            for r in queued.values() if r.state != jr.SENT]

@@ -1,0 +1,92 @@
+"""Phase 2a: certify the user IDs of each verified key with the user's key(s)."""
+
+import logging
+import subprocess
+from typing import Dict, List, Sequence
+
+from caffpy.errors import ConfigError, GpgError
+from caffpy.keys import Key
+from caffpy.packets import KeyBlock, certifiers
+from caffpy.prompt import Prompter
+from caffpy.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def cert_args(config) -> List[str]:
+    """gpg options that shape each certification, from the cert-* keys."""
+    args = ["--default-cert-level", str(config["cert-level"])]
+    if config["cert-policy-url"]:
+        args += ["--cert-policy-url", config["cert-policy-url"]]
+    for notation in config["cert-notation"]:
+        args += ["--cert-notation", notation]
+    if config["cert-expire"]:
+        args += ["--default-cert-expire", config["cert-expire"]]
+    return args
+
+
+def unsigned_uids(key: Key, block: KeyBlock, signer: str) -> int:
+    """How many valid UIDs of key still lack a certification by signer."""
+    missing = 0
+    for uid in key.uids:
+        if not uid.usable:
+            continue
+        uid_block = block.uid_by_hash(uid.namehash) if block else None
+        if uid_block is None or signer[-16:] not in certifiers(uid_block, [signer[-16:]]):
+            missing += 1
+    return missing
+
+
+def describe(key: Key) -> str:
+    fpr = key.fingerprint
+    spaced = " ".join(fpr[i:i + 4] for i in range(0, 40, 4))
+    lines = ["", "Key 0x%s" % key.long_id, "  fingerprint: %s" % spaced]
+    for uid in key.uids:
+        lines.append("  [%d] %-8s %s" % (uid.serial, uid.state, uid.shown))
+    return "\n".join(lines)
+
+
+def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
+              signers: Sequence[Key], config, prompter: Prompter) -> Dict[str, Exception]:
+    """Certify every valid UID of each key with each signer; returns per-key failures."""
+    failures: Dict[str, Exception] = {}
+    sign_type = config["gpg-sign-type"]
+    args = cert_args(config)
+    for number, key in enumerate(keys, 1):
+        todo = [s for s in signers if unsigned_uids(key, blocks.get(key.fingerprint), s.fingerprint)]
+        if not todo:
+            log.info("[%d/%d] key 0x%s: already certified by you", number, len(keys), key.long_id)
+            continue
+        prompter.show(describe(key))
+        if not prompter.ask("Certify the valid user IDs of this key (fingerprint checked "
+                            "at the party)?", default=True):
+            log.warning("key 0x%s: not certified, as you chose", key.long_id)
+            continue
+        for signer in todo:
+            log.info("[%d/%d] certifying key 0x%s with 0x%s", number, len(keys), key.long_id,
+                     signer.long_id)
+            try:
+                if sign_type in ("", "l"):
+                    ws.gpg.certify(key.fingerprint, signer.fingerprint, local=sign_type == "l",
+                                   cert_args=args)
+                else:
+                    _sign_interactively(ws, key, signer, sign_type, args, prompter)
+            except GpgError as error:
+                failures[key.fingerprint] = error
+                log.error("key 0x%s: %s", key.long_id, error)
+                break
+    return failures
+
+
+def _sign_interactively(ws: Workspace, key: Key, signer: Key, sign_type: str,
+                        args: Sequence[str], prompter: Prompter) -> None:
+    """nrsign and tsign have no batch form in gpg 2.2: the user answers gpg's questions."""
+    if prompter.batch:
+        raise ConfigError("gpg-sign-type '%s' needs gpg's interactive signing, which "
+                          "--batch rules out" % sign_type)
+    cmd = ws.gpg.command(["--no-batch", "--local-user", signer.fingerprint + "!"] + list(args)
+                         + ["--edit-key", key.fingerprint, sign_type + "sign", "save"])
+    cmd = [c for c in cmd if c not in ("--batch", "--no-tty", "--yes")]
+    log.info("running gpg interactively: answer its questions")
+    if subprocess.call(cmd) != 0:
+        raise GpgError("interactive signing of %s failed" % key.fingerprint)
