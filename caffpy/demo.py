@@ -138,8 +138,8 @@ def make_party(base: str, count: int = 7) -> Party:
             with open(jpeg, "wb") as handle:
                 handle.write(TINY_JPEG)
             subprocess.run([GPG, "--homedir", home, "--batch", "--no-tty", "--command-fd", "0",
-                            "--edit-key", fpr, "addphoto"],
-                           input=("%s\nsave\n" % jpeg).encode(), capture_output=True, check=True)
+                            "--edit-key", fpr],
+                           input=("addphoto\n%s\nsave\n" % jpeg).encode(), capture_output=True, check=True)
         party.participants.append(participant)
     with open(party.key_file, "wb") as handle:
         handle.write(gpg(home, "--armor", "--export", "--", *party.fingerprints))

@@ -57,7 +57,8 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
         if not todo:
             log.info("[%d/%d] key 0x%s: already certified by you", number, len(keys), key.long_id)
             continue
-        prompter.show(describe(key))
+        if not prompter.batch:
+            prompter.show(describe(key))
         if not prompter.ask("Certify the valid user IDs of this key (fingerprint checked "
                             "at the party)?", default=True):
             log.warning("key 0x%s: not certified, as you chose", key.long_id)
