@@ -7,14 +7,14 @@ import sys
 import traceback
 from typing import List, Optional
 
-from caffpy import __version__, config as configuration, partylist
+from caffpy import __version__, config as configuration, mailer, mta, partylist
 from caffpy.address import read_address
-from caffpy.errors import (EX_CONFIG, EX_INTERRUPTED, EX_SOFTWARE, CaffError, ConfigError,
-                           DataError, UsageError)
+from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffError,
+                           ConfigError, DataError, UsageError)
 from caffpy.gpg import Gpg, gpg_version
 from caffpy.keys import parse_key_id
 from caffpy.prompt import Prompter
-from caffpy.run import RunOptions, run
+from caffpy.run import RunOptions, retry, run, status
 
 log = logging.getLogger("caffpy")
 
@@ -70,24 +70,63 @@ def build_parser() -> argparse.ArgumentParser:
                              "they stay pending for a later run")
     parser.add_argument("--resend", action="store_true",
                         help="build and send mails again even if they were sent before")
+    parser.add_argument("--no-mta-check", action="store_true",
+                        help="do not check before signing that the MTA can deliver mail")
+    _common_options(parser)
+    return parser
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
                         help="read FILE instead of ~/.caffrc")
     parser.add_argument("--debug", action="store_true",
                         help="show every command run and tracebacks")
+
+
+def build_doctor_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="caffpy doctor",
+        description="Check whether mail can leave this machine through /usr/sbin/sendmail, "
+                    "and say how to fix it when not. Exit status 0 only when it can.")
+    parser.add_argument("--send-test", metavar="ADDRESS",
+                        help="also send a short test message to ADDRESS the way caffpy sends")
+    _common_options(parser)
+    return parser
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="caffpy status",
+                             description="Show, per key and user ID, which mails were sent, "
+                                         "are pending or failed (with the MTA's message).")
+    _common_options(parser)
+    return parser
+
+
+def build_retry_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="caffpy retry",
+                             description="Send the mails still pending from earlier runs, "
+                                         "without fetching or signing anything.")
+    parser.add_argument("--mbox", metavar="FILE",
+                        help="write the pending mails to this mbox instead of sending them")
+    parser.add_argument("--no-mta-check", action="store_true",
+                        help="do not check that the MTA can deliver mail")
+    _common_options(parser)
     return parser
 
 
 def _overrides(args) -> dict:
     overrides = {}
-    if args.mail:
+    if getattr(args, "mail", None):
         overrides["mail"] = args.mail
-    if args.no_download:
+    if getattr(args, "no_download", None):
         overrides["no-download"] = True
-    if args.no_sign:
+    if getattr(args, "no_sign", None):
         overrides["no-sign"] = True
-    if args.keys_from_gnupg:
+    if getattr(args, "keys_from_gnupg", None):
         overrides["keys-from-gnupg"] = True
-    if args.local_user:
+    if getattr(args, "no_mta_check", False):
+        overrides["mta-check"] = False
+    if getattr(args, "local_user", None):
         overrides["local-user"] = [k.strip() for k in args.local_user.split(",") if k.strip()]
     return overrides
 
@@ -138,31 +177,86 @@ def first_run(user_file: str, gpg_binary: str) -> None:
                       "your gpg keys. Check it and run caffpy again." % user_file)
 
 
+def _load_config(args, require: bool = True):
+    user_file = configuration.config_files(args.config)[-1]
+    if require and not os.path.exists(user_file):
+        first_run(user_file, "gpg")
+    return configuration.load(args.config, _overrides(args), require=require)
+
+
+def cmd_sign(argv: List[str], prompter_box: list) -> int:
+    args = build_parser().parse_args(argv)
+    config = _load_config(args)
+    config.values["key-files"] += [os.path.abspath(f) for f in args.key_file]
+    gpg_version(config["gpg"])
+    requested = _requested_keys(args)
+    prompter = Prompter(batch=args.batch)
+    prompter_box.append(prompter)
+    options = RunOptions(batch=args.batch, mbox=args.mbox, export_old=args.export_old,
+                         resend=args.resend)
+    report = run(config, requested, options, prompter)
+    print(report.summary(), file=sys.stderr)
+    log.debug("gpg processes started: %d", report.gpg_calls)
+    return report.exit_code
+
+
+def cmd_doctor(argv: List[str], prompter_box: list) -> int:
+    args = build_doctor_parser().parse_args(argv)
+    config = _load_config(args, require=False)
+    diagnosis = mta.diagnose(config["email"])
+    print(diagnosis.report())
+    if config["sendmail"] != mta.SENDMAIL:
+        print("note: your configuration sends through %s, not %s"
+              % (config["sendmail"], mta.SENDMAIL))
+    status = 0 if diagnosis.can_send else EX_UNAVAILABLE
+    if args.send_test:
+        if not config["email"]:
+            raise ConfigError("set 'email' in %s to send a test message" % config.user_file)
+        mailer.send(test_message(config, args.send_test), config["sendmail"],
+                    config["email"], args.send_test)
+        print("test message to %s handed to %s (exit status 0); check that it arrives"
+              % (args.send_test, config["sendmail"]))
+    return status
+
+
+def test_message(config, address: str) -> bytes:
+    from caffpy import message
+    mail = message.build_inner("This is a test message from caffpy doctor: mail from this "
+                               "machine reaches you.\n", [])
+    message.add_headers(mail, config["owner"] or "caffpy", config["email"], address,
+                        "caffpy test message", config["reply-to"] or None)
+    return message.serialize(mail)
+
+
+def cmd_status(argv: List[str], prompter_box: list) -> int:
+    args = build_status_parser().parse_args(argv)
+    print(status(_load_config(args, require=False)))
+    return 0
+
+
+def cmd_retry(argv: List[str], prompter_box: list) -> int:
+    args = build_retry_parser().parse_args(argv)
+    config = _load_config(args)
+    report = retry(config, RunOptions(batch=True, mbox=args.mbox))
+    print(report.summary(), file=sys.stderr)
+    return report.exit_code
+
+
+COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     logging.getLogger().handlers[:] = [handler]
-    logging.getLogger().setLevel(logging.INFO)
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    if debug:
-        logging.getLogger().setLevel(logging.DEBUG)
-    prompter = None
+    debug = "--debug" in argv
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
+    prompter_box: list = []
     try:
-        args = build_parser().parse_args(argv)
-        user_file = configuration.config_files(args.config)[-1]
-        if not os.path.exists(user_file):
-            first_run(user_file, "gpg")
-        config = configuration.load(args.config, _overrides(args))
-        config.values["key-files"] += [os.path.abspath(f) for f in args.key_file]
-        gpg_version(config["gpg"])
-        requested = _requested_keys(args)
-        prompter = Prompter(batch=args.batch)
-        options = RunOptions(batch=args.batch, mbox=args.mbox, export_old=args.export_old,
-                             resend=args.resend)
-        report = run(config, requested, options, prompter)
-        print(report.summary(), file=sys.stderr)
-        log.debug("gpg processes started: %d", report.gpg_calls)
-        return report.exit_code
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:], prompter_box)
+        return cmd_sign(argv, prompter_box)
     except CaffError as error:
         log.error("%s", error)
         if debug:
@@ -177,5 +271,5 @@ def main(argv: Optional[List[str]] = None) -> int:
             traceback.print_exc()
         return EX_SOFTWARE
     finally:
-        if prompter is not None:
+        for prompter in prompter_box:
             prompter.close()

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-from caffpy import acquire, delivery, signing
+from caffpy import acquire, delivery, mta, signing
 from caffpy import journal as jr
 from caffpy.errors import CaffError, ConfigError, MtaError
 from caffpy.keys import Key
@@ -68,8 +68,8 @@ class Report:
         return "\n".join(lines)
 
 
-def check_sendmail(config, options: RunOptions) -> None:
-    """Before any signature: mail must have somewhere to go."""
+def check_mail_path(config, options: RunOptions, prompter: Prompter) -> None:
+    """Pre-flight, before any signature: mail must have a way to leave this machine."""
     if options.mbox or config["mail"] == "no":
         return
     sendmail = config["sendmail"]
@@ -77,8 +77,27 @@ def check_sendmail(config, options: RunOptions) -> None:
             and not shutil.which(sendmail):
         raise MtaError("%s does not exist or cannot be run, so no mail can be sent. Install "
                        "a mail transport agent (for example: apt install msmtp-mta), set "
-                       "'sendmail' in ~/.caffrc, or use -m no / --mbox FILE"
-                       % sendmail)
+                       "'sendmail' in ~/.caffrc, or use -m no / --mbox FILE" % sendmail)
+    is_system_mta = os.path.realpath(sendmail) == os.path.realpath(mta.SENDMAIL)
+    if not config["mta-check"] or not is_system_mta:
+        return      # checked off, or a program of the user's choice: nothing to diagnose
+    diagnosis = mta.diagnose(config["email"], mta.SENDMAIL)
+    for warning in diagnosis.warnings:
+        log.warning("%s", warning)
+    if diagnosis.verdict == mta.STUCK or diagnosis.verdict == mta.UNKNOWN:
+        log.warning("mail check: %s. %s", diagnosis.verdict, diagnosis.fix)
+        return
+    if diagnosis.verdict not in mta.BLOCKING:
+        return
+    explanation = ("Mail cannot leave this machine (%s); the certifications would never "
+                   "reach their owners.\n%s\n(caffpy doctor shows the details; "
+                   "--no-mta-check skips this check)" % (diagnosis.verdict, diagnosis.report()))
+    if prompter.batch:
+        raise MtaError(explanation)
+    prompter.show(explanation)
+    if not prompter.ask("Certify anyway and keep the mails pending until the MTA works?",
+                        default=False):
+        raise MtaError("stopped before signing: fix the MTA first (see caffpy doctor)")
 
 
 def resolve_signers(own: Sequence[Key], local_users: Sequence[str]) -> List[Key]:
@@ -101,7 +120,7 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
     journal = jr.Journal(ws.journal_path)
     try:
         journal.load()
-        check_sendmail(config, options)
+        check_mail_path(config, options, prompter)
         _run_phases(ws, journal, config, requested, options, prompter, report)
     finally:
         journal.close()
@@ -183,3 +202,58 @@ def _run_phases(ws, journal, config, requested, options, prompter, report) -> No
     report.problems.extend(delivered.errors)
     report.mails_pending = ["%s: %s" % (r.to, r.error or "not sent yet")
                             for r in queued.values() if r.state != jr.SENT]
+
+
+def retry(config, options: RunOptions) -> Report:
+    """Hand the pending mails of earlier runs to the MTA; no key is fetched or signed."""
+    report = Report()
+    ws = Workspace(config["caffhome"], config["gpg"])
+    ws.create()
+    ws.lock()
+    journal = jr.Journal(ws.journal_path)
+    try:
+        journal.load()
+        pending = journal.pending()
+        if pending:
+            check_mail_path(config, options, Prompter(batch=True))
+        delivered = delivery.deliver(pending, journal, config["sendmail"], config["email"],
+                                     config["bcc"] or None, options.mbox)
+        report.mails_sent = len(delivered.sent)
+        report.mails_to_mbox = len(delivered.to_mbox)
+        report.problems.extend(delivered.errors)
+        report.mails_pending = ["%s: %s" % (r.to, r.error or "not sent yet")
+                                for r in pending if r.state != jr.SENT]
+    finally:
+        journal.close()
+        ws.unlock()
+    return report
+
+
+def status(config) -> str:
+    """Per key and UID: what the journal knows about its mail."""
+    journal = jr.Journal(os.path.join(config["caffhome"], "journal"))
+    journal.load()
+    if not journal.mails:
+        return "No mails recorded in %s yet." % journal.path
+    lines = []
+    by_key = {}
+    for record in journal.mails.values():
+        by_key.setdefault(record.key, []).append(record)
+    for key, records in by_key.items():
+        lines.append("key %s" % key)
+        for record in records:
+            state = {jr.SENT: "mailed", jr.PENDING: "pending", jr.FAILED: "FAILED",
+                     jr.DECLINED: "not sent (declined)"}.get(record.state, record.state)
+            lines.append("  %-20s %s -> %s" % (state, record.uid, record.to))
+            if record.state == jr.FAILED and record.error:
+                lines.append("      the MTA said: %s" % record.error)
+            lines.append("      certified by %s; saved as %s"
+                         % (", ".join("0x" + s for s in record.signers), record.file))
+    counts = {}
+    for record in journal.mails.values():
+        counts[record.state] = counts.get(record.state, 0) + 1
+    lines.append("")
+    lines.append("total: " + ", ".join("%d %s" % (n, s) for s, n in sorted(counts.items())))
+    if counts.get(jr.PENDING) or counts.get(jr.FAILED):
+        lines.append("Send the pending ones with: caffpy retry")
+    return "\n".join(lines)
