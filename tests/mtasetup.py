@@ -1,0 +1,141 @@
+"""Install and configure a real Debian MTA that relays to an SMTP sink on 127.0.0.1.
+
+Only one package can provide mail-transport-agent at a time; `restore()` puts
+back what was installed when the tests started (or removes what they added).
+"""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from typing import List, Optional
+
+from aiosmtpd.controller import Controller
+
+from caffpy import mta
+
+APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=900",
+       "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+MTA_PACKAGES = ("msmtp-mta", "postfix", "exim4-daemon-light", "nullmailer")
+
+
+class Sink:
+    """An SMTP server on 127.0.0.1 that keeps every message it is given."""
+
+    def __init__(self):
+        self.messages: List[dict] = []
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=_free_port())
+
+    async def handle_DATA(self, server, session, envelope):
+        with self._lock:
+            self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                  "data": envelope.original_content or envelope.content})
+        return "250 OK"
+
+    def start(self) -> int:
+        self.controller.start()
+        return self.controller.port
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def wait_for(self, count: int, timeout: float = 60) -> List[dict]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    break
+            time.sleep(0.2)
+        time.sleep(0.5)     # catch any extra (unexpected) message too
+        with self._lock:
+            return list(self.messages)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def apt(*args: str) -> None:
+    subprocess.run(APT + list(args), env=ENV, check=True, capture_output=True)
+
+
+def installed_packages() -> List[str]:
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"]
+                         + list(MTA_PACKAGES), capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == ["ii"]]
+
+
+def stop_daemons() -> None:
+    if os.path.exists("/usr/sbin/postfix"):
+        subprocess.run(["postfix", "stop"], capture_output=True)
+    for pidfile in ("/run/exim4/exim.pid",):
+        _kill_pidfile(pidfile)
+    subprocess.run(["pkill", "-x", "nullmailer-send"], capture_output=True)
+
+
+def _kill_pidfile(path: str) -> None:
+    try:
+        with open(path) as handle:
+            os.kill(int(handle.read().strip()), 15)
+    except (OSError, ValueError):
+        pass
+
+
+def restore(original: List[str]) -> None:
+    """Put back the MTA found before the tests (or remove the one they installed)."""
+    stop_daemons()
+    now = installed_packages()
+    if sorted(now) == sorted(original):
+        return
+    if original:
+        apt("install", *original)
+    else:
+        apt("purge", *now)
+        apt("autoremove", "--purge")
+
+
+def setup_msmtp(port: Optional[int]) -> None:
+    """msmtp-mta relaying to the sink; port None leaves it without any configuration."""
+    apt("install", "msmtp-mta")
+    if port is None:
+        for path in ("/etc/msmtprc",):
+            if os.path.exists(path):
+                os.unlink(path)
+        return
+    with open("/etc/msmtprc", "w") as handle:
+        handle.write("defaults\nauth off\ntls off\nsyslog off\n\n"
+                     "account default\nhost 127.0.0.1\nport %d\nfrom signer@example.org\n" % port)
+    os.chmod("/etc/msmtprc", 0o644)
+
+
+def setup_postfix(port: int, local_only: bool = False) -> None:
+    """postfix as a satellite relaying everything to the sink (or Debian's 'Local only')."""
+    selections = ("postfix postfix/main_mailer_type select Satellite system\n"
+                  "postfix postfix/relayhost string [127.0.0.1]:%d\n"
+                  "postfix postfix/mailname string caffpy-test.example\n" % port)
+    subprocess.run(["debconf-set-selections"], input=selections.encode(), check=True)
+    apt("install", "postfix")
+    subprocess.run(["postconf", "-e", "relayhost=[127.0.0.1]:%d" % port,
+                    "inet_interfaces=loopback-only", "maillog_file=/var/log/postfix.log",
+                    "smtputf8_enable=no"], check=True)
+    if local_only:
+        subprocess.run(["postconf", "-e", "default_transport=error",
+                        "relay_transport=error"], check=True)
+    else:
+        subprocess.run(["postconf", "-e", "default_transport=smtp",
+                        "relay_transport=relay"], check=True)
+    subprocess.run(["postfix", "stop"], capture_output=True)
+    subprocess.run(["postfix", "start"], check=True, capture_output=True)
+
+
+def flush_postfix() -> None:
+    subprocess.run(["postqueue", "-f"], capture_output=True)
+
+
+def current_verdict(email: str = "signer@example.org") -> str:
+    return mta.diagnose(email).verdict
