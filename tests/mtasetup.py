@@ -133,6 +133,59 @@ def setup_postfix(port: int, local_only: bool = False) -> None:
     subprocess.run(["postfix", "start"], check=True, capture_output=True)
 
 
+EXIM_CONF = """dc_eximconfig_configtype='{kind}'
+dc_other_hostnames=''
+dc_local_interfaces='127.0.0.2'
+dc_readhost='caffpy-test.example'
+dc_relay_domains=''
+dc_minimaldns='false'
+dc_relay_nets=''
+dc_smarthost='{smarthost}'
+CFILEMODE='644'
+dc_use_split_config='false'
+dc_hide_mailname='true'
+dc_mailname_in_oh='true'
+dc_localdelivery='mail_spool'
+"""
+
+
+def setup_exim4(port: int, local_only: bool = False) -> None:
+    """exim4 sending everything by smarthost to the sink, or Debian's default 'local' setup.
+
+    exim freezes mail whose smarthost is one of its own listening addresses
+    ("remote host address is the local host"), so it listens on 127.0.0.2 only and
+    the sink on 127.0.0.1 counts as remote.
+    """
+    apt("install", "exim4-daemon-light")
+    with open("/etc/exim4/update-exim4.conf.conf", "w") as handle:
+        handle.write(EXIM_CONF.format(kind="local" if local_only else "smarthost",
+                                      smarthost="" if local_only else "127.0.0.1::%d" % port))
+    subprocess.run(["update-exim4.conf"], check=True, capture_output=True)
+
+
+def setup_nullmailer(port: Optional[int]) -> None:
+    """nullmailer relaying to the sink; port None leaves its relay list empty."""
+    subprocess.run(["debconf-set-selections"], check=True,
+                   input=b"nullmailer shared/mailname string caffpy-test.example\n"
+                         b"nullmailer nullmailer/relayhost string \n")
+    apt("install", "nullmailer")
+    with open("/etc/nullmailer/remotes", "w") as handle:
+        handle.write("" if port is None else "127.0.0.1 smtp --port=%d\n" % port)
+    subprocess.run(["pkill", "-x", "nullmailer-send"], capture_output=True)
+    subprocess.Popen(["runuser", "-u", "mail", "--", "nullmailer-send"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    time.sleep(0.5)
+
+
+def flush_nullmailer() -> None:
+    try:
+        with open("/var/spool/nullmailer/trigger", "wb", buffering=0) as trigger:
+            trigger.write(b"x")
+    except OSError:
+        pass
+
+
 def flush_postfix() -> None:
     subprocess.run(["postqueue", "-f"], capture_output=True)
 

@@ -68,11 +68,16 @@ def caffpy(party, config, *args):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def doctor(party, config):
+def doctor(party, config, user=None):
+    """caffpy doctor as root, or as an ordinary user (who cannot read root's files)."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
            "CAFFPY_CONFIG_FILES": config, "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-m", "caffpy", "doctor"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "caffpy", "doctor"]
+    if user:
+        env["HOME"] = "/tmp"
+        env["CAFFPY_CONFIG_FILES"] = "/nonexistent"
+        cmd = ["runuser", "-u", user, "--", "env"] + ["%s=%s" % kv for kv in env.items()] + cmd
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -148,6 +153,8 @@ def test_postfix_relayhost_delivers_every_mail(original_mta, party, sink):
     code, out = doctor(party, config)
     assert code == 0, out
     assert "relayhost=[127.0.0.1]:%d" % sink.port in out
+    code, out = doctor(party, config, user="nobody")
+    assert code == 0 and "deliverable" in out, out
     code, out = caffpy(party, config)
     assert code == 0, out
     mtasetup.flush_postfix()
@@ -161,7 +168,57 @@ def test_postfix_local_only_is_refused_before_signing(original_mta, party, sink)
     code, out = doctor(party, config)
     assert code == 69
     assert "local-only" in out and "dpkg-reconfigure postfix" in out
+    code, out = doctor(party, config, user="nobody")
+    assert code == 69 and "local-only" in out, out
     code, out = caffpy(party, config)
     assert code == 69, out
     assert own_certifications(caffhome, party) == []
     assert sink.wait_for(1, timeout=2) == []
+
+
+def test_exim4_smarthost_delivers_every_mail(original_mta, party, sink):
+    mtasetup.setup_exim4(sink.port)
+    config, caffhome = fresh_config(party, "exim")
+    code, out = doctor(party, config)
+    assert code == 0, out
+    assert "dc_eximconfig_configtype='smarthost'" in out
+    code, out = caffpy(party, config)
+    assert code == 0, out
+    messages = sink.wait_for(len(party.expected_mails()), timeout=90)
+    check_arrivals(party, caffhome, messages)
+
+
+def test_exim4_local_only_is_refused_before_signing(original_mta, party, sink):
+    mtasetup.setup_exim4(sink.port, local_only=True)
+    config, caffhome = fresh_config(party, "exim-local")
+    code, out = doctor(party, config)
+    assert code == 69
+    assert "local-only" in out and "dpkg-reconfigure exim4-config" in out
+    code, out = doctor(party, config, user="nobody")
+    assert code == 69 and "local-only" in out, out
+    code, out = caffpy(party, config)
+    assert code == 69, out
+    assert own_certifications(caffhome, party) == []
+
+
+def test_nullmailer_delivers_every_mail(original_mta, party, sink):
+    mtasetup.setup_nullmailer(sink.port)
+    config, caffhome = fresh_config(party, "nullmailer")
+    code, out = doctor(party, config)
+    assert code == 0, out
+    code, out = caffpy(party, config)
+    assert code == 0, out
+    mtasetup.flush_nullmailer()
+    messages = sink.wait_for(len(party.expected_mails()), timeout=90)
+    check_arrivals(party, caffhome, messages)
+
+
+def test_nullmailer_without_remotes_is_refused_before_signing(original_mta, party):
+    mtasetup.setup_nullmailer(None)
+    config, caffhome = fresh_config(party, "nullmailer-none")
+    code, out = doctor(party, config)
+    assert code == 69
+    assert "no relay configured" in out and "/etc/nullmailer/remotes" in out
+    code, out = caffpy(party, config)
+    assert code == 69, out
+    assert own_certifications(caffhome, party) == []
