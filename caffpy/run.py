@@ -169,6 +169,10 @@ def _run_phases(ws, journal, config, requested, options, prompter, report) -> No
         before = parse_keyblocks(ws.gpg.export(fingerprints, export_options))
         failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
         report.problems.extend(failures.values())
+        if config["also-lsign-in-gnupghome"] != "no":
+            done = [k for k in keys if k.fingerprint not in failures]
+            report.problems.extend(signing.lsign_in_user_keyring(
+                ws, done, signers, config["also-lsign-in-gnupghome"], prompter).values())
         after = parse_keyblocks(ws.gpg.export(fingerprints, export_options))
         report.keys_certified = sum(
             1 for k in keys if k.fingerprint not in failures

@@ -91,3 +91,32 @@ def _sign_interactively(ws: Workspace, key: Key, signer: Key, sign_type: str,
     log.info("running gpg interactively: answer its questions")
     if subprocess.call(cmd) != 0:
         raise GpgError("interactive signing of %s failed" % key.fingerprint)
+
+
+def lsign_in_user_keyring(ws: Workspace, keys: Sequence[Key], signers: Sequence[Key],
+                          mode: str, prompter: Prompter) -> Dict[str, Exception]:
+    """also-lsign-in-gnupghome: mark the checked keys as verified in the user's own keyring.
+
+    The key goes into the user's keyring with its self-signatures only (the
+    exportable certifications just made stay in caffpy's keyring until their
+    owner publishes them), and gets a local, non-exportable certification from
+    each signer there, so the user's gpg treats it as verified.
+    """
+    failures: Dict[str, Exception] = {}
+    if mode == "no" or not keys:
+        return failures
+    chosen = [k for k in keys if mode == "auto" or prompter.ask(
+        "Also add a local certification of 0x%s to your own keyring?" % k.long_id, True)]
+    if not chosen:
+        return failures
+    data = ws.gpg.export([k.fingerprint for k in chosen], options=["export-minimal"])
+    ws.user_gpg.import_keys(data, ["import-clean"], what="importing keys into your keyring")
+    for key in chosen:
+        for signer in signers:
+            try:
+                ws.user_gpg.certify(key.fingerprint, signer.fingerprint, local=True)
+            except GpgError as error:
+                failures[key.fingerprint] = error
+                log.error("key 0x%s: local certification in your keyring failed: %s",
+                          key.long_id, error)
+    return failures
