@@ -82,6 +82,7 @@ class Gpg:
         self.binary = binary
         self.extra_args = list(extra_args)
         self.calls = 0      # processes started, for the benchmark
+        self._calls_lock = threading.Lock()
 
     def command(self, args: Sequence[str]) -> List[str]:
         cmd = [self.binary]
@@ -103,7 +104,8 @@ class Gpg:
             os.close(status_write)
             raise GpgError("cannot run %s: %s" % (self.binary, error))
         os.close(status_write)
-        self.calls += 1
+        with self._calls_lock:
+            self.calls += 1
         reader = threading.Thread(target=_read_all, args=(status_read, status_sink), daemon=True)
         reader.start()
         try:
@@ -170,12 +172,18 @@ class Gpg:
 
     # -- certification and encryption --------------------------------------------
 
-    def certify(self, fingerprint: str, signer: str, local: bool = False,
+    def certify(self, fingerprint: str, signers: Sequence[str], local: bool = False,
                 cert_args: Sequence[str] = ()) -> GpgResult:
-        """Certify every valid UID of a key with one signer; gpg skips UIDs already signed."""
+        """Certify every valid UID of a key with each signer, in one gpg call.
+
+        gpg skips UIDs a signer has already certified, and revoked or expired ones.
+        """
         command = "--quick-lsign-key" if local else "--quick-sign-key"
-        return self.run(["--local-user", signer + "!"] + list(cert_args)
-                        + [command, fingerprint], what="signing key %s" % fingerprint)
+        users = []
+        for signer in signers:
+            users += ["--local-user", signer + "!"]
+        return self.run(users + list(cert_args) + [command, fingerprint],
+                        what="signing key %s" % fingerprint)
 
     def encrypt(self, data: bytes, recipients: Sequence[str]) -> bytes:
         args = ["--armor", "--textmode", "--encrypt"]

@@ -4,6 +4,8 @@ Every message is written under caffhome/keys/YYYY-MM-DD/ and recorded in the
 journal as pending before anything is handed to the MTA.
 """
 
+import concurrent.futures
+import functools
 import logging
 import os
 import time
@@ -21,6 +23,17 @@ from caffpy.text import filename_part, printable
 from caffpy.workspace import Workspace, atomic_write
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class MailJob:
+    """A mail decided on but not built yet: building it runs gpg --encrypt."""
+
+    record: jr.MailRecord
+    mode: str                        # the yes/ask-yes/ask-no/no setting that applies
+    question: str
+    build: Callable[[], bytes]
+    wanted: bool = False
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Composer:
         self.export_old = export_old
         self.resend = resend
         self.outcome = Outcome()
+        self.jobs: List[MailJob] = []
 
     def compose_key(self, key: Key, block: Optional[KeyBlock]) -> None:
         if block is None:
@@ -167,19 +181,40 @@ class Composer:
         text = message.render_text(self.config["mail-template"], self.config["owner"],
                                    key.fingerprint, [i[0].shown for i in items])
         subject = self.config["mail-subject"].replace("%k", key.long_id)
-        data = message.compose(text, attachments, self.config["owner"], self.config["email"],
-                               address, subject, self.config["reply-to"] or None, encrypt)
         path = os.path.join(self.ws.day_dir(), "%s.%d.%s.eml"
                             % (key.long_id, uid.serial, filename_part(address, 60)))
-        atomic_write(path, data)
         record = jr.MailRecord(mail_id, key=key.fingerprint, uid=uid.shown, to=address,
                                signers=signers, file=path)
         plain = "" if encrypt else "*unencrypted* "
-        question = "Mail %scertification of %s to %s?" % (plain, uid.shown, address)
-        if self.prompter.decide(mode, question):
-            self.journal.record(record, state=jr.PENDING)
-            self.outcome.queued.append(record)
-        else:
-            self.journal.record(record, state=jr.DECLINED)
-            self.outcome.skipped.append("key 0x%s, user ID %d: not mailed, as you chose "
-                                        "(saved in %s)" % (key.long_id, uid.serial, path))
+        self.jobs.append(MailJob(
+            record=record, mode=mode,
+            question="Mail %scertification of %s to %s?" % (plain, uid.shown, address),
+            build=functools.partial(message.compose, text, attachments, self.config["owner"],
+                                    self.config["email"], address, subject,
+                                    self.config["reply-to"] or None, encrypt)))
+
+    def finish(self) -> Outcome:
+        """Ask about each planned mail, build them (encryptions in parallel), save and record."""
+        for job in self.jobs:
+            job.wanted = self.prompter.decide(job.mode, job.question)
+        # gpg encryptions are independent processes: keep every core busy.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            futures = [pool.submit(job.build) for job in self.jobs]
+            for job, future in zip(self.jobs, futures):
+                record = job.record
+                try:
+                    data = future.result()
+                except (CaffError, ValueError) as error:
+                    self.outcome.errors.append(GpgError("mail to %s could not be built: %s"
+                                                        % (record.to, error)))
+                    continue
+                atomic_write(record.file, data)
+                if job.wanted:
+                    self.journal.record(record, state=jr.PENDING)
+                    self.outcome.queued.append(record)
+                else:
+                    self.journal.record(record, state=jr.DECLINED)
+                    self.outcome.skipped.append("%s: not mailed, as you chose (saved in %s)"
+                                                % (record.to, record.file))
+        self.jobs = []
+        return self.outcome

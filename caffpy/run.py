@@ -187,7 +187,7 @@ def _run_phases(ws, journal, config, requested, options, prompter, report) -> No
                         options.export_old, options.resend)
     for key in keys:
         composer.compose_key(key, after.get(key.fingerprint))
-    outcome = composer.outcome
+    outcome = composer.finish()
     report.skipped.extend(outcome.skipped)
     report.notes.extend(outcome.kept_on_disk)
     report.problems.extend(outcome.errors)

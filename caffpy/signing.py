@@ -63,19 +63,18 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
                             "at the party)?", default=True):
             log.warning("key 0x%s: not certified, as you chose", key.long_id)
             continue
-        for signer in todo:
-            log.info("[%d/%d] certifying key 0x%s with 0x%s", number, len(keys), key.long_id,
-                     signer.long_id)
-            try:
-                if sign_type in ("", "l"):
-                    ws.gpg.certify(key.fingerprint, signer.fingerprint, local=sign_type == "l",
-                                   cert_args=args)
-                else:
+        log.info("[%d/%d] certifying key 0x%s with %s", number, len(keys), key.long_id,
+                 ", ".join("0x" + s.long_id for s in todo))
+        try:
+            if sign_type in ("", "l"):
+                ws.gpg.certify(key.fingerprint, [s.fingerprint for s in todo],
+                               local=sign_type == "l", cert_args=args)
+            else:
+                for signer in todo:
                     _sign_interactively(ws, key, signer, sign_type, args, prompter)
-            except GpgError as error:
-                failures[key.fingerprint] = error
-                log.error("key 0x%s: %s", key.long_id, error)
-                break
+        except GpgError as error:
+            failures[key.fingerprint] = error
+            log.error("key 0x%s: %s", key.long_id, error)
     return failures
 
 
@@ -112,11 +111,10 @@ def lsign_in_user_keyring(ws: Workspace, keys: Sequence[Key], signers: Sequence[
     data = ws.gpg.export([k.fingerprint for k in chosen], options=["export-minimal"])
     ws.user_gpg.import_keys(data, ["import-clean"], what="importing keys into your keyring")
     for key in chosen:
-        for signer in signers:
-            try:
-                ws.user_gpg.certify(key.fingerprint, signer.fingerprint, local=True)
-            except GpgError as error:
-                failures[key.fingerprint] = error
-                log.error("key 0x%s: local certification in your keyring failed: %s",
-                          key.long_id, error)
+        try:
+            ws.user_gpg.certify(key.fingerprint, [s.fingerprint for s in signers], local=True)
+        except GpgError as error:
+            failures[key.fingerprint] = error
+            log.error("key 0x%s: local certification in your keyring failed: %s",
+                      key.long_id, error)
     return failures
