@@ -24,7 +24,8 @@ MAIL_MODES = ("yes", "ask-yes", "ask-no", "no")
 class _Formatter(logging.Formatter):
     def format(self, record):
         prefix = {logging.WARNING: "warning: ", logging.ERROR: "error: ",
-                  logging.DEBUG: "debug: "}.get(record.levelno, "")
+                  logging.DEBUG: "debug %.3fs: " % (record.relativeCreated / 1000)
+                  }.get(record.levelno, "")
         return "caffpy: " + prefix + record.getMessage()
 
 

@@ -1,10 +1,11 @@
 """Phase 3: hand the saved mails to the MTA (or to an mbox for review), exactly once each."""
 
+import concurrent.futures
 import logging
 import mailbox
 import os
 import signal
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -23,58 +24,82 @@ class Delivered:
     errors: List[CaffError] = field(default_factory=list)
 
 
-@contextmanager
-def interrupt_deferred():
-    """Hold Ctrl-C until the MTA has the message and the journal says so."""
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
+SENDERS = 2   # sendmail calls at a time: msmtp talks to the relay synchronously
+
+
+def _send_one(data: bytes, sendmail: str, sender: str, recipients: Sequence[str]):
+    """Hand one message to sendmail for each recipient; stop at the first failure."""
+    done = []
+    for recipient in recipients:
+        try:
+            mailer.send(data, sendmail, sender, recipient)
+        except (MailError, MtaError) as error:
+            return done, error
+        done.append(recipient)
+    return done, None
 
 
 def deliver(records: Sequence[jr.MailRecord], journal: jr.Journal, sendmail: str,
             sender: str, bcc: Optional[str], mbox_path: Optional[str] = None) -> Delivered:
+    """Send each record's saved message, recording every outcome in the journal.
+
+    Ctrl-C is held while messages are with sendmail: the calls under way
+    finish and are recorded, no new one starts, then the interrupt goes on.
+    """
     result = Delivered()
     if mbox_path:
         _write_mbox(records, mbox_path, result)
         return result
-    for number, record in enumerate(records, 1):
-        try:
-            with open(record.file, "rb") as handle:
-                data = handle.read()
-        except OSError as error:
-            result.errors.append(JournalError("saved mail %s cannot be read: %s"
-                                              % (record.file, error.strerror)))
-            continue
-        recipients = [record.to] + ([bcc] if bcc else [])
-        log.info("[%d/%d] mailing %s", number, len(records), record.to)
-        for recipient in recipients:
-            if recipient in record.delivered:
-                continue
-            with interrupt_deferred():
-                try:
-                    mailer.send(data, sendmail, sender, recipient)
-                except MailError as error:
-                    journal.record(record, state=jr.FAILED, error=str(error))
-                    result.failed.append(record)
-                    result.errors.append(error)
-                    log.error("mail to %s not sent: %s", recipient, error)
-                    break
-                except MtaError as error:
-                    journal.record(record, state=jr.FAILED, error=str(error))
-                    result.errors.append(error)
-                    # Without an MTA no other mail can go either: keep them all pending.
-                    result.failed.extend(r for r in records[number - 1:])
-                    return result
-                journal.record(record, delivered=record.delivered + [recipient])
-        else:
-            journal.record(record, state=jr.SENT, error="")
-            result.sent.append(record)
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    try:
+        _deliver_all(records, journal, sendmail, sender, bcc, result, interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
     return result
+
+
+def _deliver_all(records, journal, sendmail, sender, bcc, result, interrupted) -> None:
+    queue = list(records)
+    total = len(queue)
+    running = {}
+    stop = False
+    with concurrent.futures.ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        while queue or running:
+            while queue and len(running) < SENDERS and not stop and not interrupted:
+                record = queue.pop(0)
+                try:
+                    with open(record.file, "rb") as handle:
+                        data = handle.read()
+                except OSError as error:
+                    result.errors.append(JournalError("saved mail %s cannot be read: %s"
+                                                      % (record.file, error.strerror)))
+                    continue
+                recipients = [r for r in [record.to] + ([bcc] if bcc else [])
+                              if r not in record.delivered]
+                log.info("[%d/%d] mailing %s", total - len(queue), total, record.to)
+                running[pool.submit(_send_one, data, sendmail, sender, recipients)] = record
+            if not running:
+                break
+            finished, _ = concurrent.futures.wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                record = running.pop(future)
+                done, error = future.result()
+                if error is None:
+                    journal.record(record, state=jr.SENT, error="",
+                                   delivered=record.delivered + done)
+                    result.sent.append(record)
+                    continue
+                journal.record(record, state=jr.FAILED, error=str(error),
+                               delivered=record.delivered + done)
+                result.failed.append(record)
+                result.errors.append(error)
+                log.error("mail to %s not sent: %s", record.to, error)
+                if isinstance(error, MtaError):
+                    stop = True     # without an MTA no other mail can go either
+    result.failed.extend(queue)     # not attempted: they stay pending
 
 
 def _write_mbox(records: Sequence[jr.MailRecord], path: str, result: Delivered) -> None:

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from debian import deb822
-
 DPKG_STATUS = "/var/lib/dpkg/status"
 SENDMAIL = "/usr/sbin/sendmail"
 PROBE_RECIPIENT = "caffpy-probe@example.net"   # never sent: only routed (-bt, --pretend)
@@ -65,6 +63,7 @@ class Diagnosis:
 
 def installed_mta(status_file: str = DPKG_STATUS) -> Optional[str]:
     """The installed package that provides mail-transport-agent (removed ones do not count)."""
+    from debian import deb822   # slow to import; only the MTA check needs it
     try:
         with open(status_file, encoding="utf-8", errors="replace") as handle:
             for package in deb822.Packages.iter_paragraphs(handle, use_apt_pkg=False):

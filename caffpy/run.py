@@ -131,10 +131,10 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
 
 def _run_phases(ws, journal, config, requested, options, prompter, report) -> None:
     no_sign = config["no-sign"]
+    # Before any gpg call in caffhome: gpg would start an agent of its own there.
+    ws.link_agent()
     own = acquire.import_own_keys(ws, config["keyid"])
     signers = resolve_signers(own, config["local-user"])
-    if not no_sign:
-        ws.link_agent()
     if config["also-encrypt-to"]:
         acquire.import_own_keys(ws, config["also-encrypt-to"], required=False)
 

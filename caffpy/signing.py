@@ -48,7 +48,11 @@ def describe(key: Key) -> str:
 
 def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
               signers: Sequence[Key], config, prompter: Prompter) -> Dict[str, Exception]:
-    """Certify every valid UID of each key with each signer; returns per-key failures."""
+    """Certify every valid UID of each key with each signer; returns per-key failures.
+
+    One key after the other: gpg processes updating the same keyring side by
+    side fail ("update failed: Provided object is too large" was seen).
+    """
     failures: Dict[str, Exception] = {}
     sign_type = config["gpg-sign-type"]
     args = cert_args(config)
