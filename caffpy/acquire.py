@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
+from caffpy import progress
 from caffpy.errors import CaffError, DataError, GpgError, KeyNotFoundError
 from caffpy.keys import Key, is_fingerprint
 from caffpy.workspace import Workspace
@@ -70,7 +71,7 @@ def fetch(ws: Workspace, requested: Sequence[str], key_files: Sequence[str],
         except GpgError as error:
             warnings.append("key file %s: %s" % (path, str(error).split("\n")[0]))
     if download and requested:
-        log.info("fetching %d key(s) from the keyserver", len(requested))
+        progress.note("fetching %d key(s) from the keyserver" % len(requested))
         try:
             ws.gpg.recv_keys(list(requested), keyserver or None, timeout)
         except GpgError as error:

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import List, Optional
 
-from caffpy import __version__, config as configuration, mailer, mta, partylist
+from caffpy import __version__, config as configuration, mailer, mta, partylist, progress
 from caffpy.address import read_address
 from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffError,
                            ConfigError, DataError, UsageError)
@@ -27,6 +27,37 @@ class _Formatter(logging.Formatter):
                   logging.DEBUG: "debug %.3fs: " % (record.relativeCreated / 1000)
                   }.get(record.levelno, "")
         return "caffpy: " + prefix + record.getMessage()
+
+
+class _MessageHandler(logging.StreamHandler):
+    """Warnings and errors; clears the progress line first so they stay readable."""
+
+    def __init__(self, stream, progress_line):
+        super().__init__(stream)
+        self.progress_line = progress_line
+
+    def emit(self, record):
+        if self.progress_line is not None:
+            self.progress_line.clear()
+        super().emit(record)
+
+
+def _setup_logging(debug: bool) -> None:
+    """Warnings and errors always; progress only on a terminal; everything with --debug."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    progress_log = logging.getLogger("caffpy.progress")
+    progress_log.propagate = debug
+    progress_log.setLevel(logging.INFO)
+    line = None
+    if sys.stderr.isatty() and not debug:
+        line = progress.TerminalProgress(sys.stderr)
+        progress_log.handlers[:] = [line]
+    else:
+        progress_log.handlers[:] = []
+    handler = _MessageHandler(sys.stderr, line)
+    handler.setFormatter(_Formatter())
+    root.handlers[:] = [handler]
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -136,12 +167,12 @@ def _requested_keys(args) -> List[str]:
     """Key IDs from the command line, or from a party list on standard input."""
     texts = [line for arg in args.keyids for line in arg.split("\n") if line.strip()]
     if not texts and not sys.stdin.isatty():
-        log.info("reading a party list on standard input")
+        progress.note("reading a party list on standard input")
         party = partylist.parse(sys.stdin.read())
         for warning in party.warnings:
             log.warning("%s", warning)
         for fpr in party.skipped:
-            log.info("not ticked in the party list, skipped: %s", fpr)
+            log.debug("not ticked in the party list, skipped: %s", fpr)
         texts = party.fingerprints
         if not texts:
             raise DataError("the party list has no key ticked as checked "
@@ -196,6 +227,7 @@ def cmd_sign(argv: List[str], prompter_box: list) -> int:
     options = RunOptions(batch=args.batch, mbox=args.mbox, export_old=args.export_old,
                          resend=args.resend)
     report = run(config, requested, options, prompter)
+    progress.clear()
     print(report.summary(), file=sys.stderr)
     log.debug("gpg processes started: %d", report.gpg_calls)
     return report.exit_code
@@ -239,6 +271,7 @@ def cmd_retry(argv: List[str], prompter_box: list) -> int:
     args = build_retry_parser().parse_args(argv)
     config = _load_config(args)
     report = retry(config, RunOptions(batch=True, mbox=args.mbox))
+    progress.clear()
     print(report.summary(), file=sys.stderr)
     return report.exit_code
 
@@ -248,11 +281,8 @@ COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry}
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    logging.getLogger().handlers[:] = [handler]
     debug = "--debug" in argv
-    logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
+    _setup_logging(debug)
     prompter_box: list = []
     try:
         if argv and argv[0] in COMMANDS:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from caffpy import journal as jr
-from caffpy import mailer
+from caffpy import mailer, progress
 from caffpy.errors import CaffError, JournalError, MailError, MtaError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _deliver_all(records, journal, sendmail, sender, bcc, result, interrupted) -
                     continue
                 recipients = [r for r in [record.to] + ([bcc] if bcc else [])
                               if r not in record.delivered]
-                log.info("[%d/%d] mailing %s", total - len(queue), total, record.to)
+                progress.step("mailing", total - len(queue), total, record.to)
                 running[pool.submit(_send_one, data, sendmail, sender, recipients)] = record
             if not running:
                 break

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, asdict
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from caffpy.errors import JournalError
 

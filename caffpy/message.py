@@ -10,7 +10,7 @@ import string
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.headerregistry import Address
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from caffpy import __version__
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 from caffpy import journal as jr
-from caffpy import message
+from caffpy import message, progress
 from caffpy.address import read_address
 from caffpy.errors import CaffError, GpgError
 from caffpy.keys import Key, Uid
 from caffpy.packets import KeyBlock, UidBlock, armor, certifiers, uid_copy
 from caffpy.prompt import Prompter
-from caffpy.text import filename_part, printable
+from caffpy.text import filename_part
 from caffpy.workspace import Workspace, atomic_write
 
 log = logging.getLogger(__name__)
@@ -200,8 +200,9 @@ class Composer:
         # gpg encryptions are independent processes: keep every core busy.
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             futures = [pool.submit(job.build) for job in self.jobs]
-            for job, future in zip(self.jobs, futures):
+            for number, (job, future) in enumerate(zip(self.jobs, futures), 1):
                 record = job.record
+                progress.step("encrypting mails", number, len(self.jobs), record.to)
                 try:
                     data = future.result()
                 except (CaffError, ValueError) as error:

@@ -1,9 +1,7 @@
 """Questions to the user, on the terminal even when stdin carries a party list."""
 
 import logging
-import os
 import sys
-from typing import Optional
 
 from caffpy.errors import UsageError
 

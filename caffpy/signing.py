@@ -4,6 +4,7 @@ import logging
 import subprocess
 from typing import Dict, List, Sequence
 
+from caffpy import progress
 from caffpy.errors import ConfigError, GpgError
 from caffpy.keys import Key
 from caffpy.packets import KeyBlock, certifiers
@@ -59,7 +60,7 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
     for number, key in enumerate(keys, 1):
         todo = [s for s in signers if unsigned_uids(key, blocks.get(key.fingerprint), s.fingerprint)]
         if not todo:
-            log.info("[%d/%d] key 0x%s: already certified by you", number, len(keys), key.long_id)
+            progress.step("certifying", number, len(keys), "0x%s already done" % key.long_id)
             continue
         if not prompter.batch:
             prompter.show(describe(key))
@@ -67,8 +68,7 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
                             "at the party)?", default=True):
             log.warning("key 0x%s: not certified, as you chose", key.long_id)
             continue
-        log.info("[%d/%d] certifying key 0x%s with %s", number, len(keys), key.long_id,
-                 ", ".join("0x" + s.long_id for s in todo))
+        progress.step("certifying", number, len(keys), "0x" + key.long_id)
         try:
             if sign_type in ("", "l"):
                 ws.gpg.certify(key.fingerprint, [s.fingerprint for s in todo],
@@ -91,7 +91,7 @@ def _sign_interactively(ws: Workspace, key: Key, signer: Key, sign_type: str,
     cmd = ws.gpg.command(["--no-batch", "--local-user", signer.fingerprint + "!"] + list(args)
                          + ["--edit-key", key.fingerprint, sign_type + "sign", "save"])
     cmd = [c for c in cmd if c not in ("--batch", "--no-tty", "--yes")]
-    log.info("running gpg interactively: answer its questions")
+    log.warning("gpg asks its own questions now: answer them")
     if subprocess.call(cmd) != 0:
         raise GpgError("interactive signing of %s failed" % key.fingerprint)
 
