@@ -30,6 +30,11 @@ _LDH_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 class AddressReading:
     address: Optional[str]   # ASCII address to mail to, or None
     reason: str = ""         # why there is no address (empty when there is one)
+    unsafe: bool = False     # the UID has something like an address, but not one to trust
+
+
+def _refuse(reason: str) -> AddressReading:
+    return AddressReading(None, reason, unsafe=True)
 
 
 def gpg_mailbox(uid: str) -> Optional[str]:
@@ -97,38 +102,42 @@ def domain_to_ascii(domain: str) -> Optional[str]:
 def read_address(uid: str) -> AddressReading:
     """Return the address to mail a UID's certification to, or why there is none."""
     if len(uid) > MAX_UID_LENGTH:
-        return AddressReading(None, "the user ID is longer than %d characters" % MAX_UID_LENGTH)
+        return _refuse("the user ID is longer than %d characters" % MAX_UID_LENGTH)
     if "\ufffd" in uid:
-        return AddressReading(None, "the user ID is not valid UTF-8")
+        return _refuse("the user ID is not valid UTF-8")
     if has_unsafe_chars(uid):
-        return AddressReading(None, "the user ID contains control, bidi or invisible characters")
+        return _refuse("the user ID contains control, bidi or invisible characters")
     mailbox = gpg_mailbox(uid)
     if mailbox is None:
-        return AddressReading(None, "the user ID has no mail address")
+        if any(mark in uid for mark in "<>@"):
+            # Something address-like that gpg does not read as one: it must not ride
+            # along with another UID's mail as if it were just a name.
+            return _refuse("the user ID looks like it holds an address, but not one gpg reads")
+        return AddressReading(None, "the user ID has no mail address", unsafe=False)
     if uid.count("<") > 1 or uid.count(">") > 1:
-        return AddressReading(None, "the user ID has more than one <...> part")
+        return _refuse("the user ID has more than one <...> part")
     if "<" in uid:
         name, _, rest = uid.partition("<")
         if not rest.endswith(">"):
-            return AddressReading(None, "text follows the <address> part")
+            return _refuse("text follows the <address> part")
         if "@" in name or '"' in name:
-            return AddressReading(None, "the name part holds an '@' or a quote, so mail "
-                                        "programs could read another address")
+            return _refuse("the name part holds an '@' or a quote, so mail "
+                           "programs could read another address")
         addr = rest[:-1]
     else:
         addr = uid
     local, _, domain = addr.partition("@")
     if local.startswith("-"):
-        return AddressReading(None, "the address starts with '-', which mail programs "
-                                    "take for an option")
+        return _refuse("the address starts with '-', which mail programs "
+                       "take for an option")
     if not _LOCAL.match(local) or len(local) > MAX_LOCAL_LENGTH:
-        return AddressReading(None, "the part before '@' is not a plain ASCII mailbox name")
+        return _refuse("the part before '@' is not a plain ASCII mailbox name")
     ascii_domain = domain_to_ascii(domain)
     if ascii_domain is None:
-        return AddressReading(None, "the domain %r is not a valid host name" % domain)
+        return _refuse("the domain %r is not a valid host name" % domain)
     address = local.lower() + "@" + ascii_domain
     if len(address) > MAX_ADDRESS_LENGTH:
-        return AddressReading(None, "the address is longer than %d characters" % MAX_ADDRESS_LENGTH)
+        return _refuse("the address is longer than %d characters" % MAX_ADDRESS_LENGTH)
     if gpg_mailbox(addr) != addr.lower():
-        return AddressReading(None, "gpg reads this user ID's address differently")
+        return _refuse("gpg reads this user ID's address differently")
     return AddressReading(address)

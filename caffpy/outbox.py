@@ -44,6 +44,7 @@ class Outcome:
     skipped: List[str] = field(default_factory=list)   # by design: revoked, unsafe, done...
     errors: List[CaffError] = field(default_factory=list)
     kept_on_disk: List[str] = field(default_factory=list)
+    already_mailed: int = 0     # UIDs whose mail an earlier run sent
 
 
 def uid_name(text: str) -> str:
@@ -92,8 +93,8 @@ class Composer:
             reading = read_address(uid.text)
             if reading.address:
                 mailable.append((uid, uid_block, certs, reading.address))
-            elif "no mail address" in reading.reason:
-                extras.append((uid, uid_block, certs))
+            elif not reading.unsafe:
+                extras.append((uid, uid_block, certs))      # a name only: rides along
             else:
                 self.outcome.skipped.append("key 0x%s, user ID %d %s: not mailed, because %s"
                                             % (key.long_id, uid.serial, uid.shown, reading.reason))
@@ -140,8 +141,7 @@ class Composer:
         signers = sorted(certs)
         if record and not self.resend and set(signers) <= set(record.signers):
             if record.state == jr.SENT:
-                self.outcome.skipped.append("key 0x%s, user ID %d: already mailed to %s"
-                                            % (key.long_id, uid.serial, address))
+                self.outcome.already_mailed += 1
                 return
             if record.state in (jr.PENDING, jr.FAILED) and os.path.exists(record.file):
                 self.outcome.queued.append(record)      # built before; send the same bytes

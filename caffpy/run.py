@@ -36,6 +36,7 @@ class Report:
     keys_certified: int = 0
     mails_sent: int = 0
     mails_to_mbox: int = 0
+    already_mailed: int = 0
     mails_pending: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
@@ -54,6 +55,9 @@ class Report:
         if self.mails_to_mbox:
             lines.append("  mails written to mbox:   %d (not sent; they stay pending)"
                          % self.mails_to_mbox)
+        if self.already_mailed:
+            lines.append("  mailed by earlier runs:  %d (not sent again; --resend does)"
+                         % self.already_mailed)
         lines.append("  mails pending:           %d" % len(self.mails_pending))
         for item in self.mails_pending:
             lines.append("    - " + item)
@@ -189,6 +193,7 @@ def _run_phases(ws, journal, config, requested, options, prompter, report) -> No
         composer.compose_key(key, after.get(key.fingerprint))
     outcome = composer.finish()
     report.skipped.extend(outcome.skipped)
+    report.already_mailed = outcome.already_mailed
     report.notes.extend(outcome.kept_on_disk)
     report.problems.extend(outcome.errors)
 
