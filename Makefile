@@ -4,24 +4,65 @@ export PATH := /usr/sbin:/usr/bin:/sbin:/bin
 
 # Debian packages the tests need.
 TEST_DEPS := gnupg python3-gnupg python3-debian python3-configobj python3-pytest \
-             python3-hypothesis python3-aiosmtpd
+             python3-hypothesis python3-aiosmtpd python3-cryptography
+# ... and those that building, linting and checking the .deb need. Installed
+# without Recommends, which would add some 150 packages the build never uses.
+BUILD_DEPS := debhelper dh-python python3-all python3-setuptools lintian devscripts \
+              fakeroot git man-db
 
-.PHONY: demo check test deps
+# A shell test: true when every package in $(1) is installed.
+installed = [ "$$(dpkg-query -W -f='$${Status}\n' $(1) 2>/dev/null | grep -c '^install ok installed$$')" -eq "$(words $(1))" ]
+
+.PHONY: demo check test deps docs deb lint deb-check
 
 # A generated party, certified and "mailed" into an mbox (no MTA needed).
 demo:
 	$(PYTHON) -m caffpy.demo
 
 deps:
-	@if ! dpkg-query -W -f='$${Status}\n' $(TEST_DEPS) 2>/dev/null | grep -vq '^install ok installed$$' \
-	    && [ "$$(dpkg-query -W -f='$${Status}\n' $(TEST_DEPS) 2>/dev/null | wc -l)" -eq "$(words $(TEST_DEPS))" ]; then \
-	    echo "test dependencies present"; \
+	@if $(call installed,$(TEST_DEPS) $(BUILD_DEPS)); then \
+	    echo "test and build dependencies present"; \
 	else \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEPS); \
+	    apt-get update -qq \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEPS) \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BUILD_DEPS); \
 	fi
 
-# All tests, after installing what they need.
-check: deps test
+# All tests, after installing what they need; then the .deb, installed and run.
+check: deps test deb-check
 
 test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+# Regenerate /etc/caffrc, the man pages and the bash completion from the code
+# (commit the result; tests/test_docs.py fails while they are out of date).
+docs:
+	$(PYTHON) -m caffpy.docgen .
+
+# Source and binary packages, built in a copy of the tree holding only what git
+# tracks or would track (no caches, no earlier build), as from a fresh clone.
+# Results: build-deb/caffpy_*_all.deb, .dsc, .tar.xz, .buildinfo and .changes.
+# (A full build rather than -b, so that lintian also checks the source package.)
+deb:
+	rm -rf build-deb
+	mkdir -p build-deb/caffpy
+	git ls-files -z --cached --others --exclude-standard \
+	    | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C build-deb/caffpy
+	cd build-deb/caffpy && dpkg-buildpackage -us -uc
+	@ls -l build-deb/*.deb
+
+# lintian on what `make deb` built; any tag at all fails. (Not --fail-on info:
+# lintian 2.116 then also fails on tags its own screens mask, which it never shows.)
+lint:
+	@ls build-deb/caffpy_*.changes >/dev/null 2>&1 || $(MAKE) deb
+	@lintian --pedantic -I -E build-deb/caffpy_*.changes > build-deb/lintian.log 2>&1; \
+	    status=$$?; cat build-deb/lintian.log; \
+	    if [ $$status != 0 ] || grep -Eq '^[EWIPX]: ' build-deb/lintian.log; then \
+	        echo "lint: lintian reported tags or failed (status $$status)"; exit 1; \
+	    fi; \
+	    echo "lint: no lintian tags"
+
+# Install the .deb with apt-get, run the installed caffpy on a small party, and
+# remove it with everything it pulled in (as root; see .ci/deb-check).
+deb-check: deb
+	sh .ci/deb-check

@@ -124,6 +124,8 @@ def read_file(path: str) -> Dict[str, object]:
                               % (path, line, key))
         try:
             values[key] = validator.check(spec[key], parsed[key])
+            if isinstance(values[key], list):      # "key =" is an empty list, not ['']
+                values[key] = [item for item in values[key] if item.strip()]
         except validate.ValidateError as error:
             raise ConfigError("%s, line %d: key '%s': %s" % (path, line, key, _short(error)))
     _check_values(path, lines, values)

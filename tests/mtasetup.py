@@ -64,10 +64,16 @@ def apt(*args: str) -> None:
     subprocess.run(APT + list(args), env=ENV, check=True, capture_output=True)
 
 
+def package_states() -> dict:
+    """Every package dpkg knows -> its status abbreviation ('ii', 'rc', ...)."""
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"],
+                         capture_output=True, text=True).stdout
+    return dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+
+
 def installed_packages() -> List[str]:
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"]
-                         + list(MTA_PACKAGES), capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == ["ii"]]
+    states = package_states()
+    return [p for p in MTA_PACKAGES if states.get(p) == "ii"]
 
 
 def stop_daemons() -> None:
@@ -86,21 +92,23 @@ def _kill_pidfile(path: str) -> None:
         pass
 
 
-def restore(original: List[str]) -> None:
-    """Put back the MTA found before the tests (or remove the one they installed)."""
+def restore(before: dict) -> None:
+    """Put dpkg back as package_states() found it: reinstall the MTA that was
+    there, purge every package the tests added (and configuration they left)."""
     stop_daemons()
-    now = installed_packages()
-    if sorted(now) == sorted(original):
-        return
-    if original:
+    original = [p for p in MTA_PACKAGES if before.get(p) == "ii"]
+    if original and installed_packages() != original:
         apt("install", *original)
-    else:
-        apt("purge", *now)
-        apt("autoremove", "--purge")
+    now = package_states()
+    added = [p for p, state in now.items() if state != before.get(p)
+             and before.get(p) in (None, "un", "pn", "rc") and state in ("ii", "rc", "iU", "iF")]
+    if added:
+        apt("purge", *added)
 
 
 def setup_msmtp(port: Optional[int]) -> None:
     """msmtp-mta relaying to the sink; port None leaves it without any configuration."""
+    stop_daemons()      # the MTA being replaced must not keep running
     apt("install", "msmtp-mta")
     if port is None:
         for path in ("/etc/msmtprc",):
@@ -119,6 +127,7 @@ def setup_postfix(port: int, local_only: bool = False) -> None:
                   "postfix postfix/relayhost string [127.0.0.1]:%d\n"
                   "postfix postfix/mailname string caffpy-test.example\n" % port)
     subprocess.run(["debconf-set-selections"], input=selections.encode(), check=True)
+    stop_daemons()
     apt("install", "postfix")
     subprocess.run(["postconf", "-e", "relayhost=[127.0.0.1]:%d" % port,
                     "inet_interfaces=loopback-only", "maillog_file=/var/log/postfix.log",
@@ -156,6 +165,7 @@ def setup_exim4(port: int, local_only: bool = False) -> None:
     ("remote host address is the local host"), so it listens on 127.0.0.2 only and
     the sink on 127.0.0.1 counts as remote.
     """
+    stop_daemons()
     apt("install", "exim4-daemon-light")
     with open("/etc/exim4/update-exim4.conf.conf", "w") as handle:
         handle.write(EXIM_CONF.format(kind="local" if local_only else "smarthost",
@@ -168,6 +178,7 @@ def setup_nullmailer(port: Optional[int]) -> None:
     subprocess.run(["debconf-set-selections"], check=True,
                    input=b"nullmailer shared/mailname string caffpy-test.example\n"
                          b"nullmailer nullmailer/relayhost string \n")
+    stop_daemons()
     apt("install", "nullmailer")
     with open("/etc/nullmailer/remotes", "w") as handle:
         handle.write("" if port is None else "127.0.0.1 smtp --port=%d\n" % port)

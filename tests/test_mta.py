@@ -26,9 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def original_mta():
-    original = mtasetup.installed_packages()
-    yield original
-    mtasetup.restore(original)
+    before = mtasetup.package_states()
+    yield before
+    mtasetup.restore(before)
 
 
 @pytest.fixture(scope="module")
