@@ -77,7 +77,8 @@ def config_files(user_file: Optional[str] = None) -> List[str]:
 
 
 def _line_of(lines: Sequence[str], key: str) -> int:
-    pattern = re.compile(r"^\s*%s\s*=" % re.escape(key))
+    """The line setting key (or opening section [key]); 0 if there is none."""
+    pattern = re.compile(r"^\s*(%s\s*=|\[+\s*%s\s*\]+)" % (re.escape(key), re.escape(key)))
     for number, line in enumerate(lines, 1):
         if pattern.match(line):
             return number

@@ -255,7 +255,8 @@ EXIT_STATUS = [
                          "report it."),
     (errors.EX_CANTCREAT, "caffhome or its journal cannot be written."),
     (errors.EX_TEMPFAIL, "Some mails were not taken by the MTA; they stay pending for "
-                         "the next run or caffpy retry."),
+                         "the next run or caffpy retry. Also: another caffpy run is "
+                         "working in the same caffhome."),
     (errors.EX_CONFIG, "Configuration error, or the first run, which wrote ~/.caffrc "
                        "for you to check."),
     (errors.EX_INTERRUPTED, "Interrupted. The journal is consistent; run caffpy again to "

@@ -62,6 +62,12 @@ class MtaError(CaffError):
     exit_code = EX_UNAVAILABLE
 
 
+class BusyError(CaffError):
+    """Another caffpy run works in the same caffhome: try again when it is done."""
+
+    exit_code = EX_TEMPFAIL
+
+
 class JournalError(CaffError):
     exit_code = EX_CANTCREAT
 

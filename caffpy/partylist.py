@@ -16,7 +16,9 @@ _CHECKSUM = re.compile(r"^(\S+)\s+Checksum:\s+[_ 0-9A-F]+(?:\s+\[(.)\])?\s*$", r
 _CHECKSUM_CONT = re.compile(r"^\s+[_ 0-9A-F]+(?:\s+\[(.)\])?\s*$", re.I)
 _BLOCK = re.compile(r"^(#*)\d*\s+\[(.)\] Fingerprint(?:\(s\)|s)? OK\s+\[(.)\] ID OK\s*$")
 _SEPARATOR = re.compile(r"^(-+|_+)\s*$")
-_V3 = re.compile(r"^ {5,}(?:Key fingerprint = )?([0-9A-F]{32}|(?:[0-9A-F]{2} ){15}[0-9A-F]{2})\s*$")
+# gpg 1.x shows a v3 fingerprint as 16 pairs, with two spaces after the eighth.
+_V3 = re.compile(r"^ {5,}(?:Key fingerprint = )?([0-9A-F]{32}|(?:[0-9A-F]{2} ){7}[0-9A-F]{2} {1,2}"
+                 r"(?:[0-9A-F]{2} ){7}[0-9A-F]{2})\s*$")
 _FPR = re.compile(r"^ {5,}(?:Key fingerprint = )?([0-9A-F]{40}|(?:[0-9A-F]{4} ){4}[0-9A-F]{4}  "
                   r"(?:[0-9A-F]{4} ){4}[0-9A-F]{4})\s*$")
 TICKED = ("x", "X")

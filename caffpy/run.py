@@ -152,8 +152,9 @@ def _run_phases(ws, journal, config, requested, options, prompter, report) -> No
     for problem in acquired.problems:
         log.error("%s", problem)
         report.problems.append(problem)
-    if acquired.problems and acquired.keys and not prompter.ask(
-            "Some keys could not be obtained. Go on with the others?", default=False):
+    # Each missing key is reported; the others go on (--batch never stops here).
+    if acquired.problems and acquired.keys and not prompter.batch and not prompter.ask(
+            "Some keys could not be obtained. Go on with the others?", default=True):
         return
     keys = []
     for key in acquired.keys:

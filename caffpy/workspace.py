@@ -15,7 +15,7 @@ import subprocess
 import time
 from typing import Optional
 
-from caffpy.errors import CaffError, GpgError, JournalError
+from caffpy.errors import BusyError, GpgError, JournalError
 from caffpy.gpg import Gpg
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Workspace:
                 raise
             holder = os.read(fd, 64).decode("ascii", "replace").strip()
             os.close(fd)
-            raise CaffError("another caffpy run (process %s) is working in %s; wait for it "
+            raise BusyError("another caffpy run (process %s) is working in %s; wait for it "
                             "to finish" % (holder or "?", self.caffhome))
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
