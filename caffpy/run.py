@@ -8,14 +8,14 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from caffpy import acquire, delivery, mta, signing
 from caffpy import journal as jr
 from caffpy.errors import CaffError, ConfigError, MtaError
 from caffpy.keys import Key
 from caffpy.outbox import Composer
-from caffpy.packets import parse_keyblocks
+from caffpy.packets import KeyBlock, parse_keyblocks
 from caffpy.prompt import Prompter
 from caffpy.workspace import Workspace
 
@@ -116,102 +116,153 @@ def resolve_signers(own: Sequence[Key], local_users: Sequence[str]) -> List[Key]
     return signers
 
 
+class Session:
+    """One locked caffhome with its journal, the user's keys imported, for the phases below."""
+
+    def __init__(self, config, options: RunOptions, prompter: Prompter, report: Report):
+        self.config = config
+        self.options = options
+        self.prompter = prompter
+        self.report = report
+        self.ws = Workspace(config["caffhome"], config["gpg"])
+        self.journal = jr.Journal(self.ws.journal_path)
+        self.own: List[Key] = []
+        self.signers: List[Key] = []
+
+    def __enter__(self) -> "Session":
+        self.ws.create()
+        self.ws.lock()
+        try:
+            self.journal.load()
+            # Before any gpg call in caffhome: gpg would start an agent of its own there.
+            self.ws.link_agent()
+            self.own = acquire.import_own_keys(self.ws, self.config["keyid"])
+            self.signers = resolve_signers(self.own, self.config["local-user"])
+            if self.config["also-encrypt-to"]:
+                acquire.import_own_keys(self.ws, self.config["also-encrypt-to"], required=False)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.journal.close()
+        self.ws.unlock()
+        self.report.gpg_calls = self.ws.gpg.calls + self.ws.user_gpg.calls
+
+    @property
+    def export_options(self) -> List[str]:
+        local = ["export-local-sigs"] if "l" in self.config["gpg-sign-type"] else []
+        return ["export-clean"] + local
+
+
 def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompter) -> Report:
+    """caffpy KEYID...: the three phases in one go."""
     report = Report(keys_requested=len(requested))
-    ws = Workspace(config["caffhome"], config["gpg"])
-    ws.create()
-    ws.lock()
-    journal = jr.Journal(ws.journal_path)
-    try:
-        journal.load()
-        check_mail_path(config, options, prompter)
-        _run_phases(ws, journal, config, requested, options, prompter, report)
-    finally:
-        journal.close()
-        ws.unlock()
-        report.gpg_calls = ws.gpg.calls + ws.user_gpg.calls
+    check_mail_path(config, options, prompter)
+    with Session(config, options, prompter, report) as session:
+        fetch_keys(session, requested)
+        keys = verified_keys(session, requested)
+        if keys is None:
+            return report
+        blocks = certify(session, keys)
+        queued = compose(session, keys, blocks)
+        deliver(session, queued)
     return report
 
 
-def _run_phases(ws, journal, config, requested, options, prompter, report) -> None:
-    no_sign = config["no-sign"]
-    # Before any gpg call in caffhome: gpg would start an agent of its own there.
-    ws.link_agent()
-    own = acquire.import_own_keys(ws, config["keyid"])
-    signers = resolve_signers(own, config["local-user"])
-    if config["also-encrypt-to"]:
-        acquire.import_own_keys(ws, config["also-encrypt-to"], required=False)
-
-    # 1. acquire
-    warnings = acquire.fetch(ws, requested, config["key-files"], config["keys-from-gnupg"],
-                             not config["no-download"], config["keyserver"],
+def fetch_keys(session: Session, requested: Sequence[str], download: bool = True) -> None:
+    """Phase 1a: import the requested keys from every configured source."""
+    config = session.config
+    warnings = acquire.fetch(session.ws, requested, config["key-files"],
+                             config["keys-from-gnupg"],
+                             download and not config["no-download"], config["keyserver"],
                              config["recv-timeout"])
     for warning in warnings:
         log.warning("%s", warning)
-    acquired = acquire.verify(ws, requested)
+
+
+def verified_keys(session: Session, requested: Sequence[str]) -> Optional[List[Key]]:
+    """Phase 1b: the usable keys that are exactly the ones asked for (None: user stopped)."""
+    report, prompter = session.report, session.prompter
+    acquired = acquire.verify(session.ws, requested)
     for problem in acquired.problems:
         log.error("%s", problem)
         report.problems.append(problem)
     # Each missing key is reported; the others go on (--batch never stops here).
     if acquired.problems and acquired.keys and not prompter.batch and not prompter.ask(
             "Some keys could not be obtained. Go on with the others?", default=True):
-        return
+        return None
     keys = []
     for key in acquired.keys:
         if key.usable:
             keys.append(key)
         else:
             report.skipped.append("key 0x%s is %s: not certified" % (key.long_id, key.state))
+    return keys
+
+
+def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
+    """Phase 2a: certify; returns the keyblocks as they are afterwards."""
+    ws, config, prompter, report = session.ws, session.config, session.prompter, session.report
     fingerprints = [k.fingerprint for k in keys]
-    export_options = ["export-clean"] + (["export-local-sigs"]
-                                         if "l" in config["gpg-sign-type"] else [])
+    if not keys:
+        return {}
+    no_sign = config["no-sign"]
+    if not no_sign and config["ask-sign"] and not prompter.ask("Continue with signing?",
+                                                              default=True):
+        no_sign = True
+    if no_sign:
+        return parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
+    signers = session.signers
+    before = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
+    failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
+    report.problems.extend(failures.values())
+    if config["also-lsign-in-gnupghome"] != "no":
+        done = [k for k in keys if k.fingerprint not in failures]
+        report.problems.extend(signing.lsign_in_user_keyring(
+            ws, done, signers, config["also-lsign-in-gnupghome"], prompter).values())
+    after = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
+    report.keys_certified = sum(
+        1 for k in keys if k.fingerprint not in failures
+        and any(signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)
+                > signing.unsigned_uids(k, after.get(k.fingerprint), s.fingerprint)
+                for s in signers))
+    return after
 
-    # 2. certify
-    if keys and not no_sign:
-        if config["ask-sign"] and not prompter.ask("Continue with signing?", default=True):
-            no_sign = True
-    if keys and not no_sign:
-        before = parse_keyblocks(ws.gpg.export(fingerprints, export_options))
-        failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
-        report.problems.extend(failures.values())
-        if config["also-lsign-in-gnupghome"] != "no":
-            done = [k for k in keys if k.fingerprint not in failures]
-            report.problems.extend(signing.lsign_in_user_keyring(
-                ws, done, signers, config["also-lsign-in-gnupghome"], prompter).values())
-        after = parse_keyblocks(ws.gpg.export(fingerprints, export_options))
-        report.keys_certified = sum(
-            1 for k in keys if k.fingerprint not in failures
-            and any(signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)
-                    > signing.unsigned_uids(k, after.get(k.fingerprint), s.fingerprint)
-                    for s in signers))
-    else:
-        after = parse_keyblocks(ws.gpg.export(fingerprints, export_options)) if keys else {}
 
-    # 3. compose
-    composer = Composer(ws, journal, config, prompter, [k.fingerprint for k in own],
-                        options.export_old, options.resend)
+def compose(session: Session, keys: List[Key], blocks: Dict[str, KeyBlock]) -> List[jr.MailRecord]:
+    """Phase 2b: build, save and journal the mails; returns them with any left pending."""
+    report = session.report
+    composer = Composer(session.ws, session.journal, session.config, session.prompter,
+                        [k.fingerprint for k in session.own], session.options.export_old,
+                        session.options.resend)
     for key in keys:
-        composer.compose_key(key, after.get(key.fingerprint))
+        composer.compose_key(key, blocks.get(key.fingerprint))
     outcome = composer.finish()
     report.skipped.extend(outcome.skipped)
     report.already_mailed = outcome.already_mailed
     report.notes.extend(outcome.kept_on_disk)
     report.problems.extend(outcome.errors)
-
-    # 4. deliver: this run's mails and any left pending by earlier runs
     queued = {r.mail_id: r for r in outcome.queued}
-    for record in journal.pending():
+    for record in session.journal.pending():      # left over by earlier runs
         queued.setdefault(record.mail_id, record)
+    return list(queued.values())
+
+
+def deliver(session: Session, queued: List[jr.MailRecord]) -> None:
+    """Phase 3: hand the mails to the MTA (or the mbox)."""
+    config, options, report = session.config, session.options, session.report
     if config["mail"] == "no" and not options.mbox:
-        report.mails_pending = ["%s (%s)" % (r.to, r.file) for r in queued.values()]
+        report.mails_pending = ["%s (%s)" % (r.to, r.file) for r in queued]
         return
-    delivered = delivery.deliver(list(queued.values()), journal, config["sendmail"],
+    delivered = delivery.deliver(queued, session.journal, config["sendmail"],
                                  config["email"], config["bcc"] or None, options.mbox)
     report.mails_sent = len(delivered.sent)
     report.mails_to_mbox = len(delivered.to_mbox)
     report.problems.extend(delivered.errors)
     report.mails_pending = ["%s: %s" % (r.to, r.error or "not sent yet")
-                            for r in queued.values() if r.state != jr.SENT]
+                            for r in queued if r.state != jr.SENT]
 
 
 def retry(config, options: RunOptions) -> Report:
