@@ -11,12 +11,16 @@ from typing import List
 
 from caffpy.keys import Key, Uid
 
-_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+# gpg writes LF, CR, NUL, BS, FF and VT as \n \r \0 \b \f \v, every other control
+# byte, ":" and the backslash itself as \xHH; so a backslash always starts an escape.
+_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|[nr0bfv])")
+_NAMED = {b"n": b"\n", b"r": b"\r", b"0": b"\0", b"b": b"\b", b"f": b"\f", b"v": b"\v"}
 
 
 def unescape(field: bytes) -> bytes:
-    """Undo gpg's \\xHH escaping of colons, backslashes and control bytes."""
-    return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), field)
+    """Undo gpg's escaping of colons, backslashes and control bytes in a listing field."""
+    return _ESCAPE.sub(lambda m: _NAMED.get(m.group(1)) or bytes([int(m.group(1)[1:], 16)]),
+                       field)
 
 
 def _int_or_none(field: bytes):
@@ -31,7 +35,7 @@ def parse_keys(listing: bytes) -> List[Key]:
     for line in listing.split(b"\n"):
         fields = line.rstrip(b"\r").split(b":")
         record = fields[0]
-        if len(fields) < 10 and record in (b"pub", b"sub", b"uid", b"uat"):
+        if len(fields) < 10 and record in (b"pub", b"sec", b"sub", b"ssb", b"uid", b"uat"):
             continue    # truncated line: ignore rather than guess
         if record in (b"pub", b"sec"):  # sec: secret listings
             key = Key(fingerprint="", validity=fields[1].decode("ascii", "replace"),

@@ -147,6 +147,11 @@ def _check_values(path: str, lines: Sequence[str], values: Dict[str, object]) ->
                 fail(key, "%r is not a fingerprint (40 hex digits) or long key ID" % item)
     if "gpg-sign-type" in values and not SIGN_TYPE.match(values["gpg-sign-type"]):
         fail("gpg-sign-type", "must be made of l, nr and t (for example 'l')")
+    for key in ("owner", "mail-subject", "email", "reply-to", "bcc", "sendmail", "gpg",
+                "caffhome", "keyserver"):
+        value = values.get(key)
+        if isinstance(value, str) and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            fail(key, "holds a line break or another control character")
     for key in ("email", "reply-to", "bcc"):
         value = values.get(key)
         if value and not re.match(r"^[^@\s<>\"-][^@\s<>\"]*@[^@\s<>\"]+\.[^@\s<>\"]+$", value):

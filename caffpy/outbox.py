@@ -92,6 +92,12 @@ class Composer:
                 continue
             reading = read_address(uid.text)
             if reading.address:
+                if reading.address.partition("@")[2].startswith("xn--") or \
+                        ".xn--" in reading.address:
+                    # A look-alike domain (Cyrillic "е" for "e") reads like another one.
+                    log.warning("key 0x%s, user ID %d %s: internationalized domain, mailed "
+                                "as %s; check it is the address you saw at the party",
+                                key.long_id, uid.serial, uid.shown, reading.address)
                 mailable.append((uid, uid_block, certs, reading.address))
             elif not reading.unsafe:
                 extras.append((uid, uid_block, certs))      # a name only: rides along
