@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import List, Optional
 
-from caffpy import __version__, config as configuration, mailer, mta, partylist, progress
+from caffpy import __version__, bundle, config as configuration, mailer, mta, partylist, progress
 from caffpy.address import read_address
 from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffError,
                            ConfigError, DataError, UsageError)
@@ -130,6 +130,61 @@ def build_status_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="caffpy status",
                              description="Show, per key and user ID, which mails were sent, "
                                          "are pending or failed (with the MTA's message).")
+    _common_options(parser)
+    return parser
+
+
+def _key_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("keyids", nargs="*", metavar="KEYID",
+                        help="full fingerprint of a key checked at the party")
+    parser.add_argument("-R", "--no-download", action="store_true", default=None,
+                        help="do not fetch keys from a keyserver")
+    parser.add_argument("--key-file", action="append", default=[], metavar="FILE",
+                        help="import the keys to certify from FILE (repeatable)")
+    parser.add_argument("--keys-from-gnupg", action="store_true", default=None,
+                        help="take the keys to certify from your own keyring")
+
+
+def build_prepare_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="caffpy prepare",
+        description="Offline signing, step 1 (online): fetch and verify the keys into a "
+                    "bundle directory to carry to the machine that holds your secret key.")
+    parser.add_argument("-o", "--output", metavar="BUNDLE", required=True,
+                        help="the bundle directory to create")
+    _key_source_options(parser)
+    _common_options(parser)
+    return parser
+
+
+def build_sign_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="caffpy sign",
+        description="Offline signing, step 2 (offline, no network): certify the keys of a "
+                    "bundle and put the encrypted mails into its outbox.")
+    parser.add_argument("bundle", metavar="BUNDLE", help="a bundle made by caffpy prepare")
+    parser.add_argument("-u", "--local-user", metavar="KEYID[,KEYID]",
+                        help="certify with these of your keys only")
+    parser.add_argument("-m", "--mail", choices=MAIL_MODES, metavar="MODE",
+                        help="which mails to put into the outbox: yes, ask-yes, ask-no or no")
+    parser.add_argument("--batch", action="store_true",
+                        help="never ask: certify all valid user IDs")
+    _common_options(parser)
+    return parser
+
+
+def build_send_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="caffpy send",
+        description="Offline signing, step 3 (online): hand the mails in a bundle's signed "
+                    "outbox to the MTA, each exactly once.")
+    parser.add_argument("bundle", metavar="BUNDLE", help="a bundle signed by caffpy sign")
+    parser.add_argument("--mbox", metavar="FILE",
+                        help="write the mails to this mbox instead of sending them")
+    parser.add_argument("--resend", action="store_true",
+                        help="send mails again even if they were sent before")
+    parser.add_argument("--no-mta-check", action="store_true",
+                        help="do not check that the MTA can deliver mail")
     _common_options(parser)
     return parser
 
@@ -276,7 +331,44 @@ def cmd_retry(argv: List[str], prompter_box: list) -> int:
     return report.exit_code
 
 
-COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry}
+def cmd_prepare(argv: List[str], prompter_box: list) -> int:
+    args = build_prepare_parser().parse_args(argv)
+    config = _load_config(args)
+    config.values["key-files"] += [os.path.abspath(f) for f in args.key_file]
+    gpg_version(config["gpg"])
+    prompter = Prompter(batch=True)     # fetching asks nothing; the questions come offline
+    report = bundle.prepare(config, _requested_keys(args), args.output, RunOptions(batch=True),
+                            prompter)
+    return _finish(report)
+
+
+def cmd_sign_bundle(argv: List[str], prompter_box: list) -> int:
+    args = build_sign_parser().parse_args(argv)
+    config = _load_config(args)
+    gpg_version(config["gpg"])
+    prompter = Prompter(batch=args.batch)
+    prompter_box.append(prompter)
+    report = bundle.sign(config, args.bundle, RunOptions(batch=args.batch), prompter)
+    return _finish(report)
+
+
+def cmd_send_bundle(argv: List[str], prompter_box: list) -> int:
+    args = build_send_parser().parse_args(argv)
+    config = _load_config(args)
+    report = bundle.send(config, args.bundle, RunOptions(batch=True, mbox=args.mbox,
+                                                         resend=args.resend),
+                         Prompter(batch=True))
+    return _finish(report)
+
+
+def _finish(report) -> int:
+    progress.clear()
+    print(report.summary(), file=sys.stderr)
+    return report.exit_code
+
+
+COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry,
+            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

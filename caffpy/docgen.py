@@ -308,6 +308,13 @@ CAFFPY_FILES = [
     ("/usr/sbin/sendmail", "The MTA's sendmail program; caffpy runs "
                            "sendmail -oi -f EMAIL -- RECIPIENT for every mail."),
     ("/usr/share/doc/caffpy/README.Debian", "How to make mail leave this machine."),
+    ("BUNDLE/", "A bundle of the offline flow, a directory. bundle.json (format "
+                "caffpy-bundle, version 1) lists the fingerprints and the SHA-256 of "
+                "keys.pgp, the verified keys caffpy prepare wrote. caffpy sign adds "
+                "outbox/: the encrypted mails, outbox.json (format caffpy-outbox, "
+                "version 1: recipient, key, SHA-256 of each mail) and outbox.json.asc, "
+                "its signature by your key. A bundle of another version, a changed "
+                "keys.pgp or mail, or an outbox not signed by your key is refused."),
 ]
 
 CAFFPY_ENVIRONMENT = [
@@ -345,6 +352,12 @@ CAFFPY_EXAMPLES = [
     ("caffpy doctor --send-test you@example.org",
      "Check that mail can leave this machine, and send yourself a test message."),
     ("caffpy status", "See which mails went out and which are pending."),
+    ("caffpy prepare -o /media/usb/party < ksp-list.txt\n"
+     "caffpy sign /media/usb/party          # on the offline machine\n"
+     "caffpy send /media/usb/party",
+     "Offline signing: fetch and verify the keys online, certify them where your secret "
+     "key lives (no network is used there), then send the signed outbox online. Each "
+     "mail is sent once, however often send runs."),
 ]
 
 

@@ -195,3 +195,18 @@ class Gpg:
             detail = "; unusable recipient(s): %s" % ", ".join(bad) if bad else ""
             raise GpgError("encryption failed%s" % detail, result.stderr)
         return result.stdout
+
+    # -- bundle signatures (the offline flow) ------------------------------------
+
+    def detach_sign(self, data: bytes, signer: str) -> bytes:
+        return self.run(["--local-user", signer + "!", "--armor", "--detach-sign"],
+                        input=data, what="signing the outbox").stdout
+
+    def verify_detached(self, signature_path: str, data_path: str) -> Optional[str]:
+        """The primary fingerprint of a good signature's key, or None."""
+        result = self.run(["--verify", "--", signature_path, data_path], check=False,
+                          what="checking the outbox signature")
+        good = result.status_args("VALIDSIG")
+        if result.returncode != 0 or len(good) != 1 or len(good[0]) < 10:
+            return None
+        return good[0][9].decode("ascii", "replace").upper()

@@ -27,6 +27,7 @@ PENDING = "pending"     # built and saved, not yet handed to the MTA
 SENT = "sent"           # the MTA accepted it (exit status 0)
 FAILED = "failed"       # the MTA refused it; retried by the next run
 DECLINED = "declined"   # the user chose not to send it
+BUNDLED = "bundled"     # signed offline: it leaves through the bundle's outbox
 
 
 @dataclass

@@ -304,7 +304,8 @@ def status(config) -> str:
         lines.append("key %s" % key)
         for record in records:
             state = {jr.SENT: "mailed", jr.PENDING: "pending", jr.FAILED: "FAILED",
-                     jr.DECLINED: "not sent (declined)"}.get(record.state, record.state)
+                     jr.DECLINED: "not sent (declined)",
+                     jr.BUNDLED: "in a bundle's outbox"}.get(record.state, record.state)
             lines.append("  %-20s %s -> %s" % (state, record.uid, record.to))
             if record.state == jr.FAILED and record.error:
                 lines.append("      the MTA said: %s" % record.error)
