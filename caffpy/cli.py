@@ -14,6 +14,7 @@ from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffErro
 from caffpy.gpg import Gpg, gpg_version
 from caffpy.keys import parse_key_id
 from caffpy.prompt import Prompter
+from caffpy.receive import build_receive_parser, cmd_receive
 from caffpy.run import RunOptions, retry, run, status
 
 log = logging.getLogger("caffpy")
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Certify the keys you verified at a keysigning party and mail each "
                     "certified user ID, encrypted, to its own address.",
         epilog="Without key IDs and with a party list on standard input, the keys ticked "
-               "in the list are used. See caffpy(1) and caffrc(5).")
+               "in the list are used. Other commands: %s (caffpy COMMAND --help). "
+               "See caffpy(1) and caffrc(5)." % ", ".join(sorted(COMMANDS)))
     parser.add_argument("keyids", nargs="*", metavar="KEYID",
                         help="full fingerprint of a key checked at the party")
     parser.add_argument("-V", "--version", action="version", version="caffpy " + __version__)
@@ -368,7 +370,8 @@ def _finish(report) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry,
-            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle}
+            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle,
+            "receive": cmd_receive}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
