@@ -13,7 +13,7 @@ BUILD_DEPS := debhelper dh-python python3-all python3-setuptools lintian devscri
 # A shell test: true when every package in $(1) is installed.
 installed = [ "$$(dpkg-query -W -f='$${Status}\n' $(1) 2>/dev/null | grep -c '^install ok installed$$')" -eq "$(words $(1))" ]
 
-.PHONY: demo check test deps docs deb lint deb-check
+.PHONY: demo check test deps docs deb lint deb-check bench mta-matrix
 
 # A generated party, certified and "mailed" into an mbox (no MTA needed).
 demo:
@@ -33,6 +33,17 @@ check: deps test deb-check
 
 test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+# (root) The whole pipeline through exim4, postfix, msmtp-mta and nullmailer, each
+# relaying to an SMTP sink on 127.0.0.1, plus their broken setups; the MTA that was
+# installed before is put back. `make test` runs these too.
+mta-matrix: deps
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m mta tests/test_mta.py
+
+# Generated parties of 10, 50, 200 and 500 keys and a flooded key; prints the
+# figures next to a one-process-per-operation baseline, JSON in bench-results/.
+bench: deps
+	$(PYTHON) bench/bench.py
 
 # Regenerate /etc/caffrc, the man pages and the bash completion from the code
 # (commit the result; tests/test_docs.py fails while they are out of date).
