@@ -117,8 +117,9 @@ class Workspace:
         return out.decode("utf-8", "replace").strip()
 
     def _gpgconf(self) -> str:
-        directory = os.path.dirname(self.gpg_binary)
-        return os.path.join(directory, "gpgconf") if directory else "gpgconf"
+        """gpgconf beside the configured gpg, else the one on PATH."""
+        beside = os.path.join(os.path.dirname(self.gpg_binary), "gpgconf")
+        return beside if os.path.dirname(self.gpg_binary) and os.path.exists(beside) else "gpgconf"
 
     def link_agent(self) -> None:
         """Make caffpy's GNUPGHOME use the user's gpg-agent (and so the user's secret keys)."""
