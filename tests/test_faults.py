@@ -72,3 +72,56 @@ def test_agent_refusing_to_sign_then_next_run_completes(party, caff):
     code, out, err = caff.run_party()
     assert code == 0, err
     one_mail_each(caff)
+
+
+def test_torn_last_journal_line_is_ignored_and_nothing_is_sent_twice(caff):
+    assert caff.run_party()[0] == 0
+    with open(os.path.join(caff.caffhome, "journal"), "ab") as handle:
+        handle.write(b'{"mail_id": "ABC')           # a run killed in the middle of a write
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    one_mail_each(caff)
+    assert caff.run_party()[0] == 0                 # and the journal is clean again
+
+
+def test_damaged_journal_is_refused_with_the_line(caff):
+    assert caff.run_party()[0] == 0
+    path = os.path.join(caff.caffhome, "journal")
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    lines[2] = "garbage"
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    code, out, err = caff.run_party()
+    assert code == 73 and "line 3 is damaged" in err and "Traceback" not in err
+    one_mail_each(caff)                             # nothing was sent again
+
+
+def test_foreign_journal_is_refused(caff):
+    os.makedirs(caff.caffhome, mode=0o700)
+    with open(os.path.join(caff.caffhome, "journal"), "w") as handle:
+        handle.write('{"format": "something-else", "version": 1}\n')
+    code, out, err = caff.run_party()
+    assert code == 73 and "is not a caffpy journal" in err
+    assert caff.sendmail.calls() == []
+
+
+def test_world_writable_caffhome_is_refused(caff):
+    os.makedirs(caff.caffhome)
+    os.chmod(caff.caffhome, 0o777)
+    code, out, err = caff.run_party()
+    assert code == 73 and "writable by other users" in err and "chmod go-w" in err
+    assert caff.sendmail.calls() == []
+
+
+def test_symlinked_caffhome_works_when_private_and_is_refused_when_not(caff):
+    target = os.path.join(new_dir(), "real-caffhome")
+    os.makedirs(target, mode=0o700)
+    os.symlink(target, caff.caffhome)
+    register_gpg_home(os.path.join(target, "gnupghome"))
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    one_mail_each(caff)
+    os.chmod(target, 0o777)
+    code, out, err = caff.run_party()
+    assert code == 73 and "writable by other users" in err
