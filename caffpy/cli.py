@@ -14,7 +14,6 @@ from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffErro
 from caffpy.gpg import Gpg, gpg_version
 from caffpy.keys import parse_key_id
 from caffpy.prompt import Prompter
-from caffpy.receive import build_receive_parser, cmd_receive
 from caffpy.run import RunOptions, retry, run, status
 
 log = logging.getLogger("caffpy")
@@ -370,8 +369,7 @@ def _finish(report) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry,
-            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle,
-            "receive": cmd_receive}
+            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
