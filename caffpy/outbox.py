@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from caffpy import journal as jr
 from caffpy import message, progress
@@ -67,7 +67,9 @@ class Composer:
         self.outcome = Outcome()
         self.jobs: List[MailJob] = []
 
-    def compose_key(self, key: Key, block: Optional[KeyBlock]) -> None:
+    def compose_key(self, key: Key, block: Optional[KeyBlock],
+                    only: Optional[Set[str]] = None) -> None:
+        """Plan the mails of key's certified UIDs (with only: of these UID hashes)."""
         if block is None:
             self.outcome.errors.append(GpgError("key %s vanished from caffpy's keyring"
                                                 % key.fingerprint))
@@ -79,7 +81,8 @@ class Composer:
                 self.outcome.skipped.append("key 0x%s, user ID %d is %s: not mailed"
                                             % (key.long_id, uid.serial, uid.state))
                 continue
-            certs = certifiers(uid_block, self.own_ids) if uid_block else {}
+            wanted = uid_block is not None and (only is None or uid.namehash in only)
+            certs = certifiers(uid_block, self.own_ids) if wanted else {}
             if certs:
                 signed.append((uid, uid_block, certs))
         if not signed:
@@ -118,19 +121,20 @@ class Composer:
                 log.error("key 0x%s, user ID %d: %s", key.long_id, uid.serial, error)
         for uid, uid_block, certs in extras:
             if uid.serial not in attached:
-                path = self._save_key_copy(key, block, uid, uid_block)
+                path, _ = self._save_key_copy(key, block, uid, uid_block)
                 self.outcome.kept_on_disk.append(
                     "key 0x%s, user ID %d %s has no address of its own and no mailed user "
                     "ID with its name; its certification is kept in %s"
                     % (key.long_id, uid.serial, uid.shown, path))
 
     def _save_key_copy(self, key: Key, block: KeyBlock, uid: Uid, uid_block: UidBlock,
-                       label: str = "") -> str:
+                       label: str = "") -> Tuple[str, str]:
+        """Write the UID's key copy under keys/DAY/; returns (path, armored key)."""
         data = armor(self._copy_for(block, uid_block))
         name = "%s.%d.%s.asc" % (key.long_id, uid.serial, filename_part(label or uid.text, 40))
         path = os.path.join(self.ws.day_dir(), name)
-        atomic_write(path, data.encode("ascii"))
-        return path
+        atomic_write(path, data.encode("ascii"), durable=False)    # synced in finish()
+        return path, data
 
     def _copy_for(self, block: KeyBlock, uid_block: UidBlock) -> bytes:
         if uid_block.is_attribute:
@@ -165,10 +169,8 @@ class Composer:
         items = [(uid, uid_block)] + [(c[0], c[1]) for c in companions]
         attachments = []
         for item_uid, item_block in items:
-            path = self._save_key_copy(key, block, item_uid, item_block,
-                                       address if item_uid is uid else "")
-            with open(path, encoding="ascii") as handle:
-                armored = handle.read()
+            _, armored = self._save_key_copy(key, block, item_uid, item_block,
+                                             address if item_uid is uid else "")
             attachments.append(message.Attachment(
                 filename="0x%s.%d.signed-by-0x%s.asc" % (key.long_id, item_uid.serial,
                                                          signers[0]),
@@ -215,7 +217,7 @@ class Composer:
                     self.outcome.errors.append(GpgError("mail to %s could not be built: %s"
                                                         % (record.to, error)))
                     continue
-                atomic_write(record.file, data)
+                atomic_write(record.file, data, durable=False)
                 if job.wanted:
                     self.journal.record(record, state=jr.PENDING)
                     self.outcome.queued.append(record)
@@ -224,4 +226,7 @@ class Composer:
                     self.outcome.skipped.append("%s: not mailed, as you chose (saved in %s)"
                                                 % (record.to, record.file))
         self.jobs = []
+        # One sync for all the files written above (an fsync each costs more than the
+        # encryptions): every mail is on disk before the MTA or the journal relies on it.
+        os.sync()
         return self.outcome

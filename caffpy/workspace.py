@@ -32,15 +32,20 @@ def _check_private_dir(path: str) -> None:
                            "options for gpg; fix it with: chmod go-w %s" % (path, path))
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write a file so that it is either complete or absent, never half written."""
+def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Write a file so that it is either complete or absent, never half written.
+
+    durable=False skips the fsync: for many files in a row, where the caller
+    makes them durable together (os.sync) before anything depends on them.
+    """
     tmp = "%s.tmp.%d" % (path, os.getpid())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as error:
         try:
@@ -62,7 +67,10 @@ class Workspace:
         self.gpg_binary = gpg_binary
         self.user_gnupghome = user_gnupghome or os.environ.get("GNUPGHOME") \
             or os.path.expanduser("~/.gnupg")
-        self.gpg = Gpg(self.gnupghome, gpg_binary)
+        # export-clean and import-clean drop certifications below gpg's min-cert-level
+        # (2 by default): a level 1 certification would never be mailed, and the next
+        # import of the key would delete it from caffpy's keyring.
+        self.gpg = Gpg(self.gnupghome, gpg_binary, extra_args=["--min-cert-level", "1"])
         self.user_gpg = Gpg(self.user_gnupghome, gpg_binary)
         self._lock_fd: Optional[int] = None
         self.today = datetime.date.today().isoformat()
