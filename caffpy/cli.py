@@ -5,16 +5,20 @@ import logging
 import os
 import sys
 import traceback
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from caffpy import __version__, bundle, config as configuration, mailer, mta, partylist, progress
-from caffpy.address import read_address
+from caffpy import (__version__, bundle, config as configuration, decisions, mailer, mta,
+                    partylist, progress)
+from caffpy.address import gpg_mailbox, read_address
+from caffpy.configcmd import build_config_parser, cmd_config
 from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffError,
                            ConfigError, DataError, UsageError)
 from caffpy.gpg import Gpg, gpg_version
 from caffpy.keys import parse_key_id
 from caffpy.prompt import Prompter
+from caffpy.receive import build_receive_parser, cmd_receive
 from caffpy.run import RunOptions, retry, run, status
+from caffpy.text import printable
 
 log = logging.getLogger("caffpy")
 
@@ -105,8 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="build and send mails again even if they were sent before")
     parser.add_argument("--no-mta-check", action="store_true",
                         help="do not check before signing that the MTA can deliver mail")
+    _decisions_option(parser)
+    _discovery_options(parser)
     _common_options(parser)
     return parser
+
+
+def _decisions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decisions", metavar="FILE",
+                        help="certify exactly the user IDs, at the levels, that FILE chooses; "
+                             "if FILE does not exist, ask for each user ID and write the "
+                             "answers to FILE before certifying")
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +157,21 @@ def _key_source_options(parser: argparse.ArgumentParser) -> None:
                         help="import the keys to certify from FILE (repeatable)")
     parser.add_argument("--keys-from-gnupg", action="store_true", default=None,
                         help="take the keys to certify from your own keyring")
+    _discovery_options(parser)
+
+
+def _discovery_options(parser: argparse.ArgumentParser) -> None:
+    """Checking the party list, and where else keys are looked for."""
+    parser.add_argument("--party-list", metavar="FILE",
+                        help="the organiser's party list file, as downloaded: check the "
+                             "ticked list on standard input against it (checksums, text)")
+    parser.add_argument("--keyserver", action="append", metavar="URL",
+                        help="fetch keys from this keyserver, for example "
+                             "hkps://keys.openpgp.org (repeatable: asked in order)")
+    parser.add_argument("--wkd", action="store_true", default=None,
+                        help="also fetch keys by WKD for the addresses the party list shows")
+    parser.add_argument("--locate", action="append", default=[], metavar="ADDRESS",
+                        help="also fetch the key of ADDRESS by WKD (repeatable)")
 
 
 def build_prepare_parser() -> argparse.ArgumentParser:
@@ -170,6 +198,7 @@ def build_sign_parser() -> argparse.ArgumentParser:
                         help="which mails to put into the outbox: yes, ask-yes, ask-no or no")
     parser.add_argument("--batch", action="store_true",
                         help="never ask: certify all valid user IDs")
+    _decisions_option(parser)
     _common_options(parser)
     return parser
 
@@ -212,6 +241,10 @@ def _overrides(args) -> dict:
         overrides["no-sign"] = True
     if getattr(args, "keys_from_gnupg", None):
         overrides["keys-from-gnupg"] = True
+    if getattr(args, "keyserver", None):
+        overrides["keyserver"] = args.keyserver
+    if getattr(args, "wkd", None):
+        overrides["wkd"] = True
     if getattr(args, "no_mta_check", False):
         overrides["mta-check"] = False
     if getattr(args, "local_user", None):
@@ -219,17 +252,35 @@ def _overrides(args) -> dict:
     return overrides
 
 
-def _requested_keys(args) -> List[str]:
-    """Key IDs from the command line, or from a party list on standard input."""
+def _requested_keys(args) -> Tuple[List[str], Dict[str, List[str]]]:
+    """Key IDs from the command line, or from a party list on standard input; and the
+    user IDs the list shows for each ticked key (none without a list)."""
     texts = [line for arg in args.keyids for line in arg.split("\n") if line.strip()]
+    original = getattr(args, "party_list", None)
+    if original and texts:
+        raise UsageError("--party-list checks the ticked list on standard input; give no "
+                         "key IDs with it")
+    if original and sys.stdin.isatty():
+        raise UsageError("--party-list needs the ticked list on standard input: "
+                         "caffpy --party-list %s < ticked-list.txt" % original)
+    party_uids: Dict[str, List[str]] = {}
     if not texts and not sys.stdin.isatty():
         progress.note("reading a party list on standard input")
-        party = partylist.parse(sys.stdin.read())
+        # The bytes as they are (any encoding), so the copy compares with the original.
+        text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        if original:
+            _check_party_list(original, text)
+        party = partylist.parse(text)
         for warning in party.warnings:
             log.warning("%s", warning)
+        if party.checksums and not original:
+            log.warning("the checksums ticked in the party list were not compared with the "
+                        "list file; give the organiser's file with --party-list FILE to have "
+                        "caffpy check them")
         for fpr in party.skipped:
             log.debug("not ticked in the party list, skipped: %s", fpr)
         texts = party.fingerprints
+        party_uids = {fpr: party.uids.get(fpr, []) for fpr in party.fingerprints}
         if not texts:
             raise DataError("the party list has no key ticked as checked "
                             "([x] Fingerprint OK and [x] ID OK)")
@@ -243,7 +294,29 @@ def _requested_keys(args) -> List[str]:
             log.warning("%s", warning)
         if key_id not in requested:
             requested.append(key_id)
-    return requested
+    return requested, party_uids
+
+
+def _check_party_list(path: str, text: str) -> None:
+    """--party-list: the organiser's file against the ticked copy (DataError if they differ)."""
+    try:
+        with open(path, "rb") as handle:
+            original = handle.read()
+    except OSError as error:
+        raise DataError("cannot read the party list %s: %s" % (path, error.strerror))
+    for warning in partylist.verify_against_original(original, text, path):
+        log.warning("%s", warning)
+    log.debug("the party list matches %s and its checksums", path)
+
+
+def _locate_addresses(args) -> List[str]:
+    addresses = []
+    for text in getattr(args, "locate", []):
+        address = gpg_mailbox(text.strip())
+        if not address:
+            raise UsageError("--locate %s: not a mail address" % printable(text, 80))
+        addresses.append(address)
+    return addresses
 
 
 def first_run(user_file: str, gpg_binary: str) -> None:
@@ -277,11 +350,13 @@ def cmd_sign(argv: List[str], prompter_box: list) -> int:
     config = _load_config(args)
     config.values["key-files"] += [os.path.abspath(f) for f in args.key_file]
     gpg_version(config["gpg"])
-    requested = _requested_keys(args)
+    requested, party_uids = _requested_keys(args)
     prompter = Prompter(batch=args.batch)
     prompter_box.append(prompter)
     options = RunOptions(batch=args.batch, mbox=args.mbox, export_old=args.export_old,
-                         resend=args.resend)
+                         resend=args.resend, party_uids=party_uids,
+                         locate=_locate_addresses(args),
+                         decisions=decisions.from_option(args.decisions, config, args.batch))
     report = run(config, requested, options, prompter)
     progress.clear()
     print(report.summary(), file=sys.stderr)
@@ -338,7 +413,9 @@ def cmd_prepare(argv: List[str], prompter_box: list) -> int:
     config.values["key-files"] += [os.path.abspath(f) for f in args.key_file]
     gpg_version(config["gpg"])
     prompter = Prompter(batch=True)     # fetching asks nothing; the questions come offline
-    report = bundle.prepare(config, _requested_keys(args), args.output, RunOptions(batch=True),
+    requested, party_uids = _requested_keys(args)
+    options = RunOptions(batch=True, party_uids=party_uids, locate=_locate_addresses(args))
+    report = bundle.prepare(config, requested, args.output, options,
                             prompter)
     return _finish(report)
 
@@ -349,7 +426,9 @@ def cmd_sign_bundle(argv: List[str], prompter_box: list) -> int:
     gpg_version(config["gpg"])
     prompter = Prompter(batch=args.batch)
     prompter_box.append(prompter)
-    report = bundle.sign(config, args.bundle, RunOptions(batch=args.batch), prompter)
+    options = RunOptions(batch=args.batch,
+                         decisions=decisions.from_option(args.decisions, config, args.batch))
+    report = bundle.sign(config, args.bundle, options, prompter)
     return _finish(report)
 
 
@@ -369,7 +448,8 @@ def _finish(report) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "status": cmd_status, "retry": cmd_retry,
-            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle}
+            "prepare": cmd_prepare, "sign": cmd_sign_bundle, "send": cmd_send_bundle,
+            "receive": cmd_receive, "config": cmd_config}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -4,6 +4,7 @@ Files use configobj syntax and are checked against caffrc.spec one file at a
 time, so every error names the file, the line and the key.
 """
 
+import logging
 import os
 import pwd
 import re
@@ -15,8 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import configobj
 import validate
 
+from caffpy import perlconf
 from caffpy.errors import ConfigError
 from caffpy.keys import normalize_key_id
+
+log = logging.getLogger(__name__)
 
 SPEC_PATH = os.path.join(os.path.dirname(__file__), "caffrc.spec")
 SYSTEM_CONFIG = "/etc/caffrc"
@@ -93,19 +97,24 @@ def _check_permissions(path: str) -> None:
                           % (path, path))
 
 
-def read_file(path: str) -> Dict[str, object]:
-    """Read and type-check one configuration file; only the keys it sets."""
+def _read_lines(path: str) -> List[str]:
     _check_permissions(path)
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            return handle.read().splitlines()
     except UnicodeDecodeError as error:
         raise ConfigError("%s: not valid UTF-8 (%s)" % (path, error))
     except OSError as error:
         raise ConfigError("%s: cannot read: %s" % (path, error.strerror))
-    if any(line.lstrip().startswith("$CONFIG{") for line in lines):
-        raise ConfigError("%s is a caff configuration (Perl); caffpy reads configobj "
-                          "syntax (key = value); see caffrc(5)" % path)
+
+
+def read_file(path: str) -> Dict[str, object]:
+    """Read and type-check one configuration file; only the keys it sets."""
+    lines = _read_lines(path)
+    if perlconf.looks_like_perl(lines):
+        values, reading = _read_perl(path, lines)
+        _warn_perl(path, reading)
+        return values
     try:
         parsed = configobj.ConfigObj(lines, list_values=True, interpolation=False,
                                      file_error=False)
@@ -129,17 +138,65 @@ def read_file(path: str) -> Dict[str, object]:
                 values[key] = [item for item in values[key] if item.strip()]
         except validate.ValidateError as error:
             raise ConfigError("%s, line %d: key '%s': %s" % (path, line, key, _short(error)))
-    _check_values(path, lines, values)
+    _check_values(path, lambda key: _line_of(lines, key), values)
     return values
+
+
+# -- caff's own files (Perl), read without running them --------------------------------
+
+_warned_perl: set = set()       # files already reported in this process
+
+
+def read_perl_file(path: str) -> Tuple[Dict[str, object], perlconf.PerlReading]:
+    """A caff (Perl) file's type-checked caffpy values, and what was (not) taken."""
+    lines = _read_lines(path)
+    if not perlconf.looks_like_perl(lines):
+        raise ConfigError("%s is not a caff (Perl) configuration" % path)
+    return _read_perl(path, lines)
+
+
+def _read_perl(path: str, lines: Sequence[str]):
+    reading = perlconf.read("\n".join(lines) + "\n", os.environ.get("HOME"))
+    spec = load_spec()
+    validator = validate.Validator()
+    values: Dict[str, object] = {}
+    for key, value in reading.values.items():
+        where = "line %d: key '%s'" % (reading.lines[key], key)
+        if reading.sources[key] != key:
+            where += " (from %s)" % reading.sources[key]
+        try:
+            values[key] = validator.check(spec[key], value)
+        except validate.ValidateError as error:
+            raise ConfigError("%s, %s: %s" % (path, where, _short(error)))
+    _check_values(path, lambda key: reading.lines.get(key, 0), values)
+    return values, reading
+
+
+def _warn_perl(path: str, reading: perlconf.PerlReading) -> None:
+    """Say once which caff settings were taken and which were not."""
+    if path in _warned_perl:
+        return
+    _warned_perl.add(path)
+    taken = ", ".join(key if reading.sources[key] == key else
+                      "%s (from %s)" % (key, reading.sources[key]) for key in reading.values)
+    lines = ["%s is a caff configuration (Perl); caffpy read it without running it."
+             % path, "  taken: %s" % (taken or "nothing")]
+    lines += ["  not taken: line %d%s: %s" % (item.line, " " + item.key if item.key else "",
+                                              item.reason) for item in reading.not_taken]
+    lines += ["  note: line %d %s: %s" % (item.line, item.key, item.reason)
+              for item in reading.notes]
+    lines.append("  `caffpy config --migrate` writes the same settings in caffpy's own "
+                 "format; see caffrc(5).")
+    log.warning("%s", "\n".join(lines))
 
 
 def _short(error: Exception) -> str:
     return str(error).split("\n")[0]
 
 
-def _check_values(path: str, lines: Sequence[str], values: Dict[str, object]) -> None:
+def _check_values(path: str, line_of, values: Dict[str, object]) -> None:
     def fail(key, message):
-        raise ConfigError("%s, line %d: key '%s': %s" % (path, _line_of(lines, key), key, message))
+        raise ConfigError("%s, line %d: key '%s': %s" % (path, line_of(key), key, message))
 
     for key in ("keyid", "local-user", "also-encrypt-to"):
         for item in values.get(key, []):
@@ -150,7 +207,9 @@ def _check_values(path: str, lines: Sequence[str], values: Dict[str, object]) ->
     for key in ("owner", "mail-subject", "email", "reply-to", "bcc", "sendmail", "gpg",
                 "caffhome", "keyserver"):
         value = values.get(key)
-        if isinstance(value, str) and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        items = value if isinstance(value, list) else [value]    # keyserver is a list
+        if any(isinstance(v, str) and any(ord(c) < 0x20 or ord(c) == 0x7F for c in v)
+               for v in items):
             fail(key, "holds a line break or another control character")
     for key in ("email", "reply-to", "bcc"):
         value = values.get(key)

@@ -221,6 +221,11 @@ OPTION_NOTES = {
                     "skipped anyway with -m no, --mbox, or a sendmail setting other than "
                     "/usr/sbin/sendmail.",
     "config": "/etc/caffrc is still read first.",
+    "decisions": "See DECISIONS FILES below.",
+    "party_list": "See PARTY LISTS below.",
+    "keyserver": "It replaces the keyserver setting. See FINDING KEYS below.",
+    "wkd": "The wkd setting does the same. See FINDING KEYS below.",
+    "locate": "This works without --wkd too. See FINDING KEYS below.",
 }
 
 
@@ -246,9 +251,12 @@ EXIT_STATUS = [
     (errors.EX_OK, "Everything the settings allow was done. User IDs skipped by design "
                    "(revoked, expired, without a usable address) are listed in the summary."),
     (errors.EX_USAGE, "Wrong use of the command line."),
-    (errors.EX_DATAERR, "Bad input: a party list or a key ID that cannot be used."),
+    (errors.EX_DATAERR, "Bad input: a party list or a key ID that cannot be used. For "
+                        "caffpy receive: a mail that cannot be read or decrypted, or a "
+                        "certification that cannot be checked."),
     (errors.EX_NOINPUT, "A requested key could not be obtained, or it is not the key that "
-                        "was asked for."),
+                        "was asked for. For caffpy receive: a mailbox that cannot be read, "
+                        "or no key of yours in your keyring."),
     (errors.EX_UNAVAILABLE, "gpg or the MTA cannot be used, or gpg failed. caffpy doctor "
                             "returns it when mail cannot leave this machine."),
     (errors.EX_SOFTWARE, "Internal error, a bug in caffpy; run again with --debug and "
@@ -268,9 +276,10 @@ caffpy does the work after a keysigning party. Give it the fingerprints of \
 the keys whose owners you checked, and for each key it does the following.
 
 1. It gets the key into a keyring of its own (caffhome/gnupghome): from the \
-files given with --key-file, from your keyring with --keys-from-gnupg, and from \
-a keyserver unless -R is given. A key is used only when its primary key has \
-exactly the fingerprint asked for.
+files given with --key-file, from your keyring with --keys-from-gnupg, from \
+keyservers unless -R is given, and by WKD with --wkd or --locate (see FINDING \
+KEYS). A key is used only when its primary key has exactly the fingerprint \
+asked for.
 
 2. It certifies every valid user ID of the key with each of your keys (the \
 keyid setting, or those given with -u). Signing goes through your own \
@@ -295,7 +304,18 @@ cannot. Debian's default exim4 configuration delivers locally only; \
 /usr/share/doc/caffpy/README.Debian explains how to set up the MTA.
 
 The first run without ~/.caffrc writes one from the secret keys in your \
-keyring, shows it and stops, so you can check it before anything is signed."""
+keyring, shows it and stops, so you can check it before anything is signed.
+
+caffpy receive is the other side of a party: it reads the mails others sent \
+you (an mbox, a Maildir, message files or standard input), decrypts them with \
+your own gpg, and imports only new certifications of the user IDs of your own \
+keys (those with a secret key in your keyring, or the keyid setting), each \
+one first checked by gpg against the signer's key in your keyring. New user \
+IDs, subkeys, revocations, other people's keys and whatever cannot be checked \
+are listed and left out; running it again imports nothing twice. It then says \
+how to publish: keyserver.ubuntu.com still carries certifications made by \
+others, keys.openpgp.org does not, and a web key directory serves whatever \
+key file you put there. --publish sends your keys with gpg --send-keys."""
 
 CAFFPY_FILES = [
     ("/etc/caffrc", "System-wide settings, read first. See caffrc(5)."),
@@ -338,6 +358,14 @@ CAFFPY_EXAMPLES = [
      "to caffpy on standard input: only the ticked keys are certified."),
     ("caffpy -R --key-file party.asc < ksp-list.txt",
      "The same, with the keys from the organiser's keyring instead of a keyserver."),
+    ("caffpy --party-list ksp-list.txt < ksp-list-ticked.txt",
+     "The party-list way, checked: the checksums you wrote into your ticked copy must be "
+     "those of ksp-list.txt as the organiser published it, and your copy may differ from "
+     "it only in its ticks."),
+    ("caffpy --keyserver hkps://keys.openpgp.org \\\n"
+     "    --keyserver hkps://keyserver.ubuntu.com --wkd < ksp-list.txt",
+     "Ask keys.openpgp.org first, keyserver.ubuntu.com for the keys it lacks or has "
+     "without some user IDs, then the web key directories of their domains."),
     ("caffpy -R --key-file party.asc \\\n"
      "    0123456789ABCDEF0123456789ABCDEF01234567 \\\n"
      "    89ABCDEF0123456789ABCDEF0123456789ABCDEF",
@@ -352,13 +380,156 @@ CAFFPY_EXAMPLES = [
     ("caffpy doctor --send-test you@example.org",
      "Check that mail can leave this machine, and send yourself a test message."),
     ("caffpy status", "See which mails went out and which are pending."),
+    ("caffpy receive ~/Mail/keysigning.mbox\n"
+     "caffpy receive --publish",
+     "Import the certifications others mailed you, then send your key to "
+     "keyserver.ubuntu.com."),
+    ("caffpy config --show -m no",
+     "See every setting a run with -m no would use, and where each one was set."),
+    ("caffpy config --migrate --output ~/.caffrc --force",
+     "Rewrite the ~/.caffrc you wrote for caff (Perl) in caffpy's format; the caff file "
+     "is kept as ~/.caffrc.caff-perl. Without --output the new file is printed, to "
+     "check first."),
     ("caffpy prepare -o /media/usb/party < ksp-list.txt\n"
      "caffpy sign /media/usb/party          # on the offline machine\n"
      "caffpy send /media/usb/party",
      "Offline signing: fetch and verify the keys online, certify them where your secret "
      "key lives (no network is used there), then send the signed outbox online. Each "
      "mail is sent once, however often send runs."),
+    ("caffpy -S --decisions ksp.json -R --key-file party.asc < ksp-list.txt\n"
+     "caffpy --batch -m yes --decisions ksp.json -R --key-file party.asc < ksp-list.txt",
+     "Choose user ID by user ID what to certify, and at which level, without certifying "
+     "yet; review or edit ksp.json; then certify and mail exactly what it says."),
 ]
+
+CAFFPY_PARTY_LISTS = """\
+A party list is the file an organiser makes with gpgparticipants(1) and \
+publishes before the party: one block per key with the boxes "[ ] Fingerprint \
+OK" and "[ ] ID OK", and blank fields for checksums of the file itself \
+("SHA256 Checksum: ____ ____ ..."). At the party the checksums are read out, \
+and everyone compares them with their own copy before checking each \
+participant's fingerprint and identity.
+
+Given a list on standard input, caffpy certifies the keys whose block has \
+both boxes ticked ([x] or [X]) and is not commented out with '#'. Every \
+checksum field must be ticked too, as caff demands. caff never checks the \
+checksums themselves; caffpy does when you also give the organiser's file, \
+exactly as downloaded, with --party-list FILE:
+
+1. Each checksum field of the list on standard input must hold the digits \
+read out at the party (copy them from your paper), and they must be the \
+digest of every byte of FILE with that algorithm, as gpg --print-md computes \
+it (MD5, SHA1, RIPEMD160, SHA224, SHA256, SHA384 or SHA512). How the digits \
+are spaced or wrapped does not matter.
+
+2. The list on standard input may differ from FILE only in its tick boxes, \
+its checksum fields, what gpgsigs(1) adds (a tag such as "(S)" in front of \
+each uid line, "[N] incoming signatures" lines, a legend after the end), \
+trailing blanks and line ends. Anything else, such as a changed fingerprint \
+or an added key block, is refused.
+
+A mismatch stops caffpy before any key is fetched or signed, with exit \
+status 65 and a message naming the algorithm or the line. The digest caffpy \
+computed is never shown, so that it cannot be copied in by mistake. Without \
+--party-list, caffpy warns that the ticked checksums were not compared. \
+Lists in other forms (a Markdown or HTML table) are not read; check their \
+checksum by hand and give the fingerprints on the command line."""
+
+CAFFPY_FINDING_KEYS = """\
+caffpy looks for the keys in this order: your keyring (--keys-from-gnupg), \
+the key files (--key-file), the keyservers, then WKD. Whatever the source, a \
+key is used only when its primary key has the fingerprint asked for.
+
+The keyservers are those of the keyserver setting or of --keyserver, which \
+may both name several; with neither, the one of your dirmngr.conf is used. \
+The first is asked for every key, since its copy may carry a revocation; \
+each further one only for the keys still missing, or lacking user IDs the \
+party list shows. -R turns keyservers off.
+
+keys.openpgp.org publishes a user ID only once its owner has confirmed the \
+address through a mail from the server, and it never publishes \
+certifications by others. A key whose owner confirmed nothing comes without \
+any user ID, and gpg refuses it ("contains no user ID"): the error for that \
+key says so. A key whose owner confirmed some addresses comes with those \
+only, and caffpy warns, naming the user IDs the party list shows but the key \
+lacks; they cannot be certified. Either way, ask the owner for their key file \
+(--key-file), or add another keyserver or WKD. Certifications by others are \
+not needed: caffpy only adds its own.
+
+WKD (Web Key Directory) fetches a key from the domain of one of its \
+addresses (https://openpgpkey.DOMAIN/.well-known/openpgpkey/... or \
+https://DOMAIN/.well-known/openpgpkey/...), as gpg --locate-external-keys \
+with --auto-key-locate clear,nodefault,wkd does. WKD needs an address, and \
+caffpy starts from fingerprints. So with --wkd (or the wkd setting), for each \
+key still missing or lacking user IDs after the keyservers, it looks up the \
+addresses the party list shows for that key and the key lacks; --locate \
+ADDRESS looks an address up in any case, for example for a fingerprint given \
+on the command line. gpg keeps only the user ID of the address looked up, so \
+there is one lookup per address. The domain, not the key owner, decides what \
+its directory serves: the fingerprint from the party list still decides \
+which key is certified. Each lookup tells the domain which address you asked \
+for; WKD is off by default, and -R does not turn it off."""
+
+CAFFPY_DECISIONS = """\
+With --decisions FILE you choose, for each user ID, whether to certify it and \
+how, and FILE keeps the choices, to review and for later runs. When FILE does \
+not exist, caffpy shows each key and asks whether to certify it, then for \
+each valid user ID the level, 0 to 3 (Enter takes cert-level), with l added \
+for a local certification (2l), or n not to certify it. It writes FILE before \
+it certifies anything; with -S it writes FILE and certifies nothing, so that \
+you can review or edit FILE first.
+
+When FILE exists, caffpy asks nothing and certifies exactly the user IDs FILE \
+chooses, with the options FILE gives. A key or user ID that FILE does not \
+name is not certified, and the summary lists it. Only the chosen user IDs \
+are mailed, and a local certification never is. caffpy sign --decisions FILE \
+does the same on the offline machine. With --batch, FILE must exist. A FILE \
+that is damaged, of another version, or that names a user ID the key does not \
+have (the key has changed) stops caffpy with exit status 65 before anything \
+is signed. FILE does not name your own keys: -u and local-user choose them as \
+always.
+
+FILE is JSON in UTF-8 (format caffpy-decisions, version 1). Under "keys", \
+each fingerprint holds "uids", where each user ID is named by the hash gpg \
+shows for it (field 8 of its uid line in gpg --with-colons --list-keys):"""
+
+CAFFPY_DECISIONS_EXAMPLE = """\
+{
+  "format": "caffpy-decisions",
+  "version": 1,
+  "keys": {
+    "0123456789ABCDEF0123456789ABCDEF01234567": {
+      "uids": {
+        "6B73352E56FD424DE970BCA4516DDB1A5E1F829A": {
+          "uid": "Alice <alice@example.org>",
+          "certify": true, "level": 2, "local": false, "expire": "",
+          "policy-url": "", "notation": ["party@example.org=KSP-2025"]
+        },
+        "AAFAE116B7F4DBDFD7B4D46C63D20E22466343A3": {
+          "uid": "Alice <alice@work.example.com>",
+          "certify": false
+        }
+      }
+    }
+  }
+}"""
+
+CAFFPY_DECISIONS_FIELDS = """\
+"uid" is the user ID's text, control characters escaped, for the reader; it \
+must match the key. When "certify" is true, the certification is given by \
+"level" (0 to 3), "local" (true for a non-exportable one), "expire" (as gpg's \
+--default-cert-expire: 0, 2y, 2030-01-01), "policy-url" and "notation" (a \
+list of name@domain=value), "" or [] for none. The questions take expire, \
+policy-url and notation from the cert-expire, cert-policy-url and \
+cert-notation settings; edit FILE to give a user ID others. The user IDs of a \
+key with equal options are certified in one gpg call. If one of your keys \
+certified a user ID before, gpg keeps that certification, even at another \
+level, and the summary says so.
+
+gpg can be told to certify one user ID only by its text, so a photo ID, or a \
+user ID whose text is not UTF-8 or holds control characters, cannot be \
+certified with a decisions file: caffpy does not ask about it and lists it in \
+the summary. gpg-sign-type nr and t cannot be used with --decisions."""
 
 
 def caffpy_man() -> str:
@@ -383,6 +554,12 @@ def caffpy_man() -> str:
     for name, sub in commands():
         lines += [".SS caffpy %s" % roff(name), roff(sentence(sub.description or ""))]
         lines += option_lines(sub, main=False)
+    lines += [".SH DECISIONS FILES", *paragraphs(CAFFPY_DECISIONS), ".PP", ".EX",
+              *(roff(line) for line in CAFFPY_DECISIONS_EXAMPLE.split("\n")), ".EE",
+              ".nh", ".ad l",     # .EE turns hyphenation back on
+              ".PP", *paragraphs(CAFFPY_DECISIONS_FIELDS)]
+    lines += [".SH PARTY LISTS", *paragraphs(CAFFPY_PARTY_LISTS),
+              ".SH FINDING KEYS", *paragraphs(CAFFPY_FINDING_KEYS)]
     lines.append(".SH EXIT STATUS")
     for status, meaning in EXIT_STATUS:
         lines += [".TP", bold(str(status)), roff(meaning)]
@@ -426,9 +603,13 @@ replaces /etc/caffrc:~/.caffrc; the last file in it takes the place of \
 ~/.caffrc.
 
 Each file is checked on its own against the list of keys below. An unknown \
-key, a value of the wrong type, a caff configuration written in Perl or a \
-file that other users may write to stops caffpy with exit status 78 and a \
-message naming the file, the line and the key."""
+key, a value of the wrong type or a file that other users may write to stops \
+caffpy with exit status 78 and a message naming the file, the line and the \
+key. A ~/.caffrc written for caff, in Perl, is read too (see CAFF \
+CONFIGURATION FILES below).
+
+caffpy config --show prints the value of every key and where it was set: \
+default, the file that set it, or command line."""
 
 CAFFRC_SYNTAX = """\
 The files are read with configobj, in UTF-8. Each setting is one line:
@@ -442,6 +623,10 @@ sections and no interpolation.
 
 A list is written as comma-separated items: keyid = FPR1, FPR2. A single item \
 is a list of one, and a lone comma (key = ,) is the empty list.
+
+A value of several lines, such as a mail-template, is written between triple \
+quotes, '''...''' or \"\"\"...\"\"\", which may span lines; everything between \
+them is the value, line ends included.
 
 A boolean is yes or no (true, false, on, off, 1 and 0 work too). An integer is \
 written in decimal. A string is taken as it is. In caffhome and key-files, a \
@@ -459,6 +644,83 @@ cert-level = 2
 cert-policy-url = https://example.org/~jane/signing-policy.txt"""
 
 
+CAFFRC_TEMPLATE = """\
+mail-template is the text of every mail, in UTF-8; any language and script \
+may be used. These names, written with a $ before them, are replaced:
+
+$owner: your name (the owner setting);
+
+$key: the long key ID (16 hexadecimal digits) of the certified key;
+
+$fingerprint: its full fingerprint;
+
+$uids: the certified user IDs, one per line, each after a tab (without a \
+line end after the last);
+
+$plural: s when the mail holds more than one user ID, otherwise nothing.
+
+Write ${key} when letters or digits follow the name, and $$ for a $ itself. \
+Any other $word is left as it is.
+
+The template language is safe: its only operation is putting these values in \
+place. No code runs, no file is read, and text from the key appears only in \
+$uids, inside the encrypted mail. The text is sent as UTF-8 in \
+quoted-printable encoding, so the mail is plain ASCII on the wire and every MTA \
+passes it unchanged; the recipient's mail program shows the original text.
+
+An empty mail-template means caffpy's built-in text."""
+
+CAFFRC_TEMPLATE_EXAMPLE = """\
+mail-template = '''Hello,
+
+here is my certification of the user ID$plural
+$uids
+of your key $fingerprint, from our meeting.
+
+Regards,
+$owner
+'''"""
+
+CAFFRC_PERL = """\
+caff, which caffpy replaces, reads a ~/.caffrc written in Perl, with lines \
+such as $CONFIG{'owner'} = 'Jane Doe';. caffpy reads such a file without \
+running any Perl, and takes the settings written in the forms people use: \
+strings in '...', "...", q{...} or heredocs (<<'EOM', <<"EOM", <<EOM), \
+numbers and arithmetic such as 24*60*60, lists such as [ qw{A B} ] or \
+[ 'a', 'b' ], concatenation with ., $ENV{'HOME'} and the values of \
+earlier $CONFIG{...} lines. Comments, use strict; and 1; are passed over. Any \
+other statement is Perl code that caffpy does not run: it is not taken.
+
+The caff settings of the same name as a key below are taken as that key. A \
+single value where caffpy wants a list is a list of one, a string for \
+local-user is split at commas, and a setting's Perl truth (0, '' or '0' is \
+false) is its boolean. A short 8-digit key ID in local-user is not taken: caff \
+does not accept it there either.
+
+$ENV{'PERL_MAILERS'} = 'sendmail:PROGRAM' is taken as sendmail = PROGRAM, \
+which caffpy runs as sendmail -oi -f EMAIL -- RECIPIENT. mailer-send is not \
+taken: caffpy never talks SMTP itself and needs no sendmail arguments; for an \
+SMTP server, let the MTA relay through it (see caffpy doctor). gpg-sign, \
+gpg-delsig, gpg-sign-args, show-photos and secret-keyring are not taken \
+either: caffpy runs the gpg setting for everything and certifies without \
+gpg's key editor.
+
+caff's mail-template is a Text::Template, whose {...} blocks are Perl code. \
+The blocks caff itself writes are translated: {$owner} and {$key} become \
+$owner and $key, the loop that adds each UID of @uids after a tab becomes \
+$uids and a line end, and the test for more than one UID that adds an s \
+becomes $plural. A $ in the text becomes $$. A template with any other block \
+is not taken, and caffpy uses its built-in text.
+
+Whenever it reads such a file, caffpy warns once, listing what it took and \
+each line it did not take, with the reason. caffpy config --migrate prints \
+the same settings as a caffpy configuration file, with the lines not taken \
+listed in a comment at the top; with --output FILE it writes FILE, which \
+caffpy reads to exactly the same values. It replaces an existing FILE only \
+with --force, and when FILE is the caff file itself, keeps that as \
+FILE.caff-perl first."""
+
+
 def caffrc_man() -> str:
     lines = title("caffrc", 5, "File Formats")
     lines += [".SH NAME", "caffrc \\- configuration files of caffpy",
@@ -467,7 +729,8 @@ def caffrc_man() -> str:
               ".SH SYNTAX"]
     syntax = paragraphs(CAFFRC_SYNTAX)
     at = syntax.index(roff("key = value"))
-    syntax[at:at + 1] = [".RS 4", ".EX", roff("key = value"), ".EE", ".RE"]
+    syntax[at:at + 1] = [".RS 4", ".EX", roff("key = value"), ".EE", ".RE",
+                         ".nh", ".ad l"]     # .EE turns hyphenation back on
     lines += syntax
     lines += [".SH KEYS",
               *paragraphs("owner, email and keyid must be set, usually in ~/.caffrc. "
@@ -476,6 +739,10 @@ def caffrc_man() -> str:
         lines += [".TP", "%s (%s; default: %s)" % (bold(key.name), roff(type_text(key)),
                                                    roff(default_text(key))),
                   roff(sentence(key.explanation))]
+    lines += [".SH MAIL TEMPLATE", *paragraphs(CAFFRC_TEMPLATE), ".PP", ".EX",
+              *(roff(line) for line in CAFFRC_TEMPLATE_EXAMPLE.split("\n")), ".EE",
+              ".nh", ".ad l",     # .EE turns hyphenation back on
+              ".SH CAFF CONFIGURATION FILES", *paragraphs(CAFFRC_PERL)]
     lines += [".SH EXAMPLE", ".EX", *(roff(line) for line in CAFFRC_EXAMPLE.split("\n")),
               ".EE",
               ".SH FILES",

@@ -21,6 +21,7 @@ import gnupg
 from caffpy.colons import parse_keys
 from caffpy.errors import GpgError
 from caffpy.keys import Key
+from caffpy.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ LIST_OPTS = ["--with-colons", "--fixed-list-mode", "--with-fingerprint"]
 
 # Status keywords caffpy acts on.
 IMPORT_OK = "IMPORT_OK"
+IMPORT_RES = "IMPORT_RES"
 INV_RECP = "INV_RECP"
 FAILURE = "FAILURE"
 ERROR = "ERROR"
@@ -45,6 +47,39 @@ class GpgResult:
 
     def status_args(self, keyword: str) -> List[List[bytes]]:
         return [args for key, args in self.status if key == keyword]
+
+
+@dataclass
+class Fetched:
+    """What one --recv-keys or --locate-external-keys call brought.
+
+    A key without any user ID (keys.openpgp.org sends those for owners who
+    have not confirmed an address; a WKD key lacking the address asked for
+    ends up the same) is skipped by gpg 2.2 with exit status 0, no
+    IMPORT_PROBLEM and no IMPORT_OK: only the second field of IMPORT_RES
+    ("w/o user IDs") counts it.
+    """
+
+    fingerprints: List[str]     # IMPORT_OK: imported, or already there
+    without_uid: int            # keys skipped for having no user ID
+    returncode: int
+    stderr: bytes
+
+    @classmethod
+    def of(cls, result: GpgResult) -> "Fetched":
+        without_uid = 0
+        for args in result.status_args(IMPORT_RES):
+            if len(args) >= 2 and args[1].isdigit():
+                without_uid += int(args[1])
+        return cls([a[1].decode("ascii", "replace").upper()
+                    for a in result.status_args(IMPORT_OK) if len(a) >= 2],
+                   without_uid, result.returncode, result.stderr)
+
+    def error_line(self) -> str:
+        """gpg's last message, for a warning (gpg's own words; none on success)."""
+        lines = [line for line in self.stderr.decode("utf-8", "replace").split("\n")
+                 if line.strip()]
+        return printable(lines[-1], 200) if lines and self.returncode else ""
 
 
 def parse_status(data: bytes) -> List[Tuple[str, List[bytes]]]:
@@ -163,18 +198,30 @@ class Gpg:
         return self.run(args + ["--"] + list(fingerprints), what="exporting keys").stdout
 
     def recv_keys(self, key_ids: Sequence[str], keyserver: Optional[str],
-                  timeout: float) -> List[str]:
+                  timeout: float) -> "Fetched":
         args = ["--keyserver", keyserver] if keyserver else []
         result = self.run(args + ["--recv-keys", "--"] + list(key_ids), check=False,
                           timeout=timeout, what="fetching keys from the keyserver")
-        return [a[1].decode("ascii", "replace").upper()
-                for a in result.status_args(IMPORT_OK) if len(a) >= 2]
+        return Fetched.of(result)
+
+    def locate_keys(self, address: str, timeout: float) -> "Fetched":
+        """Fetch the key of one mail address by WKD, whatever the keyring holds already.
+
+        --auto-key-locate is set explicitly, so no gpg.conf setting adds other
+        mechanisms (keyservers, DANE, LDAP). gpg imports only the user ID
+        whose address is the one asked for.
+        """
+        result = self.run(["--auto-key-locate", "clear,nodefault,wkd",
+                           "--locate-external-keys", "--", address], check=False,
+                          timeout=timeout, what="looking up %s by WKD" % address)
+        return Fetched.of(result)
 
     # -- certification and encryption --------------------------------------------
 
     def certify(self, fingerprint: str, signers: Sequence[str], local: bool = False,
-                cert_args: Sequence[str] = ()) -> GpgResult:
-        """Certify every valid UID of a key with each signer, in one gpg call.
+                cert_args: Sequence[str] = (), uids: Sequence[bytes] = ()) -> GpgResult:
+        """Certify every valid UID of a key with each signer, in one gpg call;
+        with uids, only the UIDs that are exactly these bytes (UTF-8, no NUL).
 
         gpg skips UIDs a signer has already certified, and revoked or expired ones.
         """
@@ -182,7 +229,12 @@ class Gpg:
         users = []
         for signer in signers:
             users += ["--local-user", signer + "!"]
-        return self.run(users + list(cert_args) + [command, fingerprint],
+        # '=NAME' selects the UID that is exactly NAME (a bare NAME selects every UID
+        # containing it); --utf8-strings: gpg takes the bytes as they are, whatever
+        # the locale; os.fsdecode: the argument reaches gpg as exactly these bytes.
+        names = ["=" + os.fsdecode(uid) for uid in uids]
+        charset = ["--utf8-strings"] if uids else []
+        return self.run(users + list(cert_args) + charset + [command, fingerprint] + names,
                         what="signing key %s" % fingerprint)
 
     def encrypt(self, data: bytes, recipients: Sequence[str]) -> bytes:

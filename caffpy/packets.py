@@ -26,6 +26,7 @@ CERTIFICATION_TYPES = (0x10, 0x11, 0x12, 0x13)
 CERT_REVOCATION = 0x30
 
 SUBPACKET_CREATION_TIME = 2
+SUBPACKET_EXPORTABLE = 4
 SUBPACKET_ISSUER = 16
 SUBPACKET_ISSUER_FPR = 33
 
@@ -47,6 +48,7 @@ class Signature:
     sig_type: int
     issuer: str          # long key ID, upper-case hex ('' if absent)
     created: int
+    exportable: bool = True     # False: a local certification (gpg --lsign-key)
 
 
 @dataclass
@@ -141,7 +143,7 @@ def parse_signature(packet: Packet) -> Signature:
     rest = 6 + hashed_len
     unhashed_len = struct.unpack(">H", body[rest:rest + 2])[0] if len(body) >= rest + 2 else 0
     unhashed = body[rest + 2:rest + 2 + unhashed_len]
-    issuer, created = "", 0
+    issuer, created, exportable = "", 0, True
     for area in (hashed, unhashed):
         for sub_type, value in _subpackets(area):
             if sub_type == SUBPACKET_ISSUER and len(value) == 8 and not issuer:
@@ -150,7 +152,9 @@ def parse_signature(packet: Packet) -> Signature:
                 issuer = value[-8:].hex().upper()
             elif sub_type == SUBPACKET_CREATION_TIME and len(value) == 4 and area is hashed:
                 created = struct.unpack(">I", value)[0]
-    return Signature(packet, sig_type, issuer, created)
+            elif sub_type == SUBPACKET_EXPORTABLE and value == b"\x00" and area is hashed:
+                exportable = False
+    return Signature(packet, sig_type, issuer, created, exportable)
 
 
 def _subpackets(area: bytes) -> Iterator[Tuple[int, bytes]]:
@@ -195,17 +199,22 @@ def parse_keyblocks(data: bytes) -> Dict[str, KeyBlock]:
     return blocks
 
 
-def certifiers(uid: UidBlock, signer_ids: Iterable[str]) -> Dict[str, int]:
-    """Signers (long key IDs) with a standing certification on uid -> its time."""
-    latest: Dict[str, Tuple[int, int]] = {}
+def standing_certifications(uid: UidBlock, signer_ids: Iterable[str]) -> Dict[str, Signature]:
+    """Signers (long key IDs) -> their newest certification of uid, unless revoked since."""
+    latest: Dict[str, Signature] = {}
     wanted = set(signer_ids)
     for sig in uid.signatures:
         if sig.issuer in wanted and (sig.sig_type in CERTIFICATION_TYPES
                                      or sig.sig_type == CERT_REVOCATION):
-            if sig.issuer not in latest or sig.created >= latest[sig.issuer][0]:
-                latest[sig.issuer] = (sig.created, sig.sig_type)
-    return {issuer: created for issuer, (created, sig_type) in latest.items()
-            if sig_type != CERT_REVOCATION}
+            if sig.issuer not in latest or sig.created >= latest[sig.issuer].created:
+                latest[sig.issuer] = sig
+    return {issuer: sig for issuer, sig in latest.items() if sig.sig_type != CERT_REVOCATION}
+
+
+def certifiers(uid: UidBlock, signer_ids: Iterable[str]) -> Dict[str, int]:
+    """Signers (long key IDs) with a standing certification on uid -> its time."""
+    return {issuer: sig.created
+            for issuer, sig in standing_certifications(uid, signer_ids).items()}
 
 
 def uid_copy(block: KeyBlock, uids: List[UidBlock], signer_ids: Iterable[str]) -> bytes:

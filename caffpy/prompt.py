@@ -49,6 +49,18 @@ class Prompter:
                 return False
             stream_out.write("Please answer y or n.\n")
 
+    def ask_line(self, question: str, default: str) -> str:
+        """A one-line answer, stripped; an empty line or end of input gives the default."""
+        if self.batch:
+            return default
+        stream_in, stream_out = self._streams()
+        stream_out.write("%s [%s] " % (question, default))
+        stream_out.flush()
+        answer = stream_in.readline()
+        if not answer:
+            stream_out.write("\n")
+        return answer.strip() or default
+
     def decide(self, mode: str, question: str) -> bool:
         """Apply a yes / ask-yes / ask-no / no setting to a question."""
         if mode == "yes":

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence
 
 from caffpy import acquire, delivery, mta, signing
 from caffpy import journal as jr
+from caffpy.decisions import Decisions
 from caffpy.errors import CaffError, ConfigError, MtaError
 from caffpy.keys import Key
 from caffpy.outbox import Composer
@@ -28,6 +29,10 @@ class RunOptions:
     mbox: Optional[str] = None
     export_old: Optional[bool] = None     # -e True, -E False, None: ask
     resend: bool = False
+    # fingerprint -> the user IDs the party list shows (to notice stripped keys, for WKD)
+    party_uids: Dict[str, List[str]] = field(default_factory=dict)
+    locate: List[str] = field(default_factory=list)     # addresses to look up by WKD
+    decisions: Optional[Decisions] = None     # --decisions FILE: which UIDs, and how
 
 
 @dataclass
@@ -128,6 +133,7 @@ class Session:
         self.journal = jr.Journal(self.ws.journal_path)
         self.own: List[Key] = []
         self.signers: List[Key] = []
+        self.key_hints: Dict[str, List[str]] = {}    # why a key could not be fetched
 
     def __enter__(self) -> "Session":
         self.ws.create()
@@ -174,18 +180,22 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
 def fetch_keys(session: Session, requested: Sequence[str], download: bool = True) -> None:
     """Phase 1a: import the requested keys from every configured source."""
     config = session.config
-    warnings = acquire.fetch(session.ws, requested, config["key-files"],
-                             config["keys-from-gnupg"],
-                             download and not config["no-download"], config["keyserver"],
-                             config["recv-timeout"])
-    for warning in warnings:
+    options = session.options
+    fetched = acquire.fetch(session.ws, requested, config["key-files"],
+                            config["keys-from-gnupg"],
+                            download and not config["no-download"], config["keyserver"],
+                            config["recv-timeout"], wkd=download and config["wkd"],
+                            locate=options.locate if download else [],
+                            party_uids=options.party_uids)
+    for warning in fetched.warnings:
         log.warning("%s", warning)
+    session.key_hints = fetched.hints
 
 
 def verified_keys(session: Session, requested: Sequence[str]) -> Optional[List[Key]]:
     """Phase 1b: the usable keys that are exactly the ones asked for (None: user stopped)."""
     report, prompter = session.report, session.prompter
-    acquired = acquire.verify(session.ws, requested)
+    acquired = acquire.verify(session.ws, requested, session.key_hints)
     for problem in acquired.problems:
         log.error("%s", problem)
         report.problems.append(problem)
@@ -208,6 +218,11 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
     fingerprints = [k.fingerprint for k in keys]
     if not keys:
         return {}
+    decisions = session.options.decisions
+    if decisions is not None:
+        # Asked and written, or checked against every key, before anything is signed.
+        decisions.settle(keys, prompter)
+        report.skipped.extend(decisions.skipped)
     no_sign = config["no-sign"]
     if not no_sign and config["ask-sign"] and not prompter.ask("Continue with signing?",
                                                               default=True):
@@ -215,19 +230,24 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
     if no_sign:
         return parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
     signers = session.signers
-    before = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
-    failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
+    if decisions is not None:
+        failures, certified, notes = signing.sign_chosen(ws, keys, signers, decisions)
+        report.notes.extend(notes)
+    else:
+        before = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
+        failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
     report.problems.extend(failures.values())
     if config["also-lsign-in-gnupghome"] != "no":
         done = [k for k in keys if k.fingerprint not in failures]
         report.problems.extend(signing.lsign_in_user_keyring(
-            ws, done, signers, config["also-lsign-in-gnupghome"], prompter).values())
+            ws, done, signers, config["also-lsign-in-gnupghome"], prompter, decisions).values())
     after = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
-    report.keys_certified = sum(
-        1 for k in keys if k.fingerprint not in failures
-        and any(signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)
-                > signing.unsigned_uids(k, after.get(k.fingerprint), s.fingerprint)
-                for s in signers))
+    if decisions is None:
+        certified = [k for k in keys if k.fingerprint not in failures and any(
+            signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)
+            > signing.unsigned_uids(k, after.get(k.fingerprint), s.fingerprint)
+            for s in signers)]
+    report.keys_certified = len(certified)
     return after
 
 
@@ -237,8 +257,11 @@ def compose(session: Session, keys: List[Key], blocks: Dict[str, KeyBlock]) -> L
     composer = Composer(session.ws, session.journal, session.config, session.prompter,
                         [k.fingerprint for k in session.own], session.options.export_old,
                         session.options.resend)
+    decisions = session.options.decisions
     for key in keys:
-        composer.compose_key(key, blocks.get(key.fingerprint))
+        # With decisions, only what they chose is mailed (not older certifications).
+        composer.compose_key(key, blocks.get(key.fingerprint),
+                             decisions.mailable(key.fingerprint) if decisions else None)
     outcome = composer.finish()
     report.skipped.extend(outcome.skipped)
     report.already_mailed = outcome.already_mailed

@@ -2,12 +2,12 @@
 
 import logging
 import subprocess
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from caffpy import progress
 from caffpy.errors import ConfigError, GpgError
 from caffpy.keys import Key
-from caffpy.packets import KeyBlock, certifiers
+from caffpy.packets import KeyBlock, certifiers, parse_keyblocks, standing_certifications
 from caffpy.prompt import Prompter
 from caffpy.workspace import Workspace
 
@@ -96,16 +96,71 @@ def _sign_interactively(ws: Workspace, key: Key, signer: Key, sign_type: str,
         raise GpgError("interactive signing of %s failed" % key.fingerprint)
 
 
+def sign_chosen(ws: Workspace, keys: Sequence[Key], signers: Sequence[Key],
+                decisions) -> Tuple[Dict[str, Exception], List[str], List[str]]:
+    """Certify the user IDs a decisions file chose, with its options.
+
+    One gpg call per key and set of options, naming the user IDs; a signer
+    whose certifications are all there already is left out, and a call with
+    no signer left is not made. Returns the per-key failures, the keys
+    certified now, and notes on earlier certifications gpg keeps instead of
+    the decided ones.
+    """
+    failures: Dict[str, Exception] = {}
+    certified: List[str] = []
+    notes: List[str] = []
+    # With the local certifications, which caffpy otherwise never exports.
+    blocks = parse_keyblocks(ws.gpg.export([k.fingerprint for k in keys], ["export-local-sigs"]))
+    for number, key in enumerate(keys, 1):
+        progress.step("certifying", number, len(keys), "0x" + key.long_id)
+        block = blocks.get(key.fingerprint)
+        for options, uids in decisions.batches(key):
+            todo = []
+            for signer in signers:
+                missing = False
+                for uid in uids:
+                    uid_block = block.uid_by_hash(uid.namehash) if block else None
+                    sig = standing_certifications(uid_block, [signer.long_id]).get(
+                        signer.long_id) if uid_block else None
+                    # gpg turns a local certification into an exportable one when asked to.
+                    if sig is None or (not sig.exportable and not options.local):
+                        missing = True
+                    elif sig.sig_type != 0x10 + options.level or sig.exportable == options.local:
+                        notes.append("key 0x%s, user ID %d: gpg keeps the certification 0x%s "
+                                     "made before (level %d, %s), not the decided one (%s)"
+                                     % (key.long_id, uid.serial, signer.long_id,
+                                        sig.sig_type - 0x10,
+                                        "exportable" if sig.exportable else "local",
+                                        options.describe()))
+                if missing:
+                    todo.append(signer)
+            if not todo:
+                continue
+            try:
+                ws.gpg.certify(key.fingerprint, [s.fingerprint for s in todo], local=options.local,
+                               cert_args=options.gpg_args(), uids=[u.raw for u in uids])
+            except GpgError as error:
+                failures[key.fingerprint] = error
+                log.error("key 0x%s: %s", key.long_id, error)
+                break
+            if key.fingerprint not in certified:
+                certified.append(key.fingerprint)
+    return failures, certified, notes
+
+
 def lsign_in_user_keyring(ws: Workspace, keys: Sequence[Key], signers: Sequence[Key],
-                          mode: str, prompter: Prompter) -> Dict[str, Exception]:
+                          mode: str, prompter: Prompter, decisions=None) -> Dict[str, Exception]:
     """also-lsign-in-gnupghome: mark the checked keys as verified in the user's own keyring.
 
     The key goes into the user's keyring with its self-signatures only (the
     exportable certifications just made stay in caffpy's keyring until their
     owner publishes them), and gets a local, non-exportable certification from
-    each signer there, so the user's gpg treats it as verified.
+    each signer there, so the user's gpg treats it as verified. With decisions,
+    only the user IDs chosen there are certified.
     """
     failures: Dict[str, Exception] = {}
+    if decisions is not None:
+        keys = [k for k in keys if decisions.batches(k)]
     if mode == "no" or not keys:
         return failures
     chosen = [k for k in keys if mode == "auto" or prompter.ask(
@@ -116,7 +171,10 @@ def lsign_in_user_keyring(ws: Workspace, keys: Sequence[Key], signers: Sequence[
     ws.user_gpg.import_keys(data, ["import-clean"], what="importing keys into your keyring")
     for key in chosen:
         try:
-            ws.user_gpg.certify(key.fingerprint, [s.fingerprint for s in signers], local=True)
+            chosen = [u.raw for _, uids in decisions.batches(key) for u in uids] \
+                if decisions is not None else []
+            ws.user_gpg.certify(key.fingerprint, [s.fingerprint for s in signers], local=True,
+                                uids=chosen)
         except GpgError as error:
             failures[key.fingerprint] = error
             log.error("key 0x%s: local certification in your keyring failed: %s",
