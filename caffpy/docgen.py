@@ -314,8 +314,8 @@ one first checked by gpg against the signer's key in your keyring. New user \
 IDs, subkeys, revocations, other people's keys and whatever cannot be checked \
 are listed and left out; running it again imports nothing twice. It then says \
 how to publish: keyserver.ubuntu.com still carries certifications made by \
-others, keys.openpgp.org does not, and a web key directory serves whatever \
-key file you put there. --publish sends your keys with gpg --send-keys."""
+others, keys.openpgp.org only those you approve there (sq key approvals), \
+and a web key directory serves whatever key file you put there. --publish sends your keys with gpg --send-keys."""
 
 CAFFPY_FILES = [
     ("/etc/caffrc", "System-wide settings, read first. See caffrc(5)."),

@@ -39,10 +39,11 @@ then publish your key where others look for it, for example:
 
     gpg --keyserver hkps://keyserver.ubuntu.com --send-keys $fingerprint
 
-Note that keys.openpgp.org does not publish certifications made by other
-people, so uploading there alone will not show this one; use a keyserver
-that keeps them, such as keyserver.ubuntu.com, your domain's web key
-directory, or send your updated key to those who need it.
+Note that keys.openpgp.org shows a certification made by someone else only
+after you approve it there (for example with Sequoia: sq key approvals
+update), so uploading it there alone will not show this one. Keyservers
+such as keyserver.ubuntu.com keep it as it is; you can also publish your
+key in your domain's web key directory, or send it to those who need it.
 
 If you have questions, just reply to this mail.
 

@@ -970,8 +970,9 @@ def publish_advice(own: Sequence[OwnKey]) -> str:
         % (DEFAULT_KEYSERVER, fpr),
         "    Note that gpg fetches keys from keyservers with their self-signatures only,",
         "    unless the one fetching sets keyserver-options no-self-sigs-only.",
-        "  - keys.openpgp.org does not distribute certifications made by others at all;",
-        "    it publishes only the user IDs whose address you verified there.",
+        "  - keys.openpgp.org publishes only the user IDs whose address you verified",
+        "    there, and certifications made by others only once you approve them",
+        "    (first-party approval, for example: sq key approvals update).",
         "  - Web Key Directory (WKD): your mail domain's web server serves your key file;",
         "    export it with the certifications for the address it is looked up by:",
         "        gpg --export --export-filter keep-uid='mbox = %s' %s > KEYFILE"
@@ -989,8 +990,8 @@ def publish(user_gpg: Gpg, fingerprints: Sequence[str], keyserver: str) -> bool:
               % printable(keyserver))
         return False
     if "keys.openpgp.org" in keyserver:
-        print("\nNote: keys.openpgp.org does not distribute certifications made by others; "
-              "this upload will not show them.")
+        print("\nNote: keys.openpgp.org shows certifications made by others only once you "
+              "approve them there (for example: sq key approvals update).")
     try:
         result = user_gpg.run(["--keyserver", keyserver, "--send-keys", "--"] + list(fingerprints),
                               check=False, timeout=SEND_TIMEOUT, what="sending your keys")

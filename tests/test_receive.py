@@ -447,7 +447,7 @@ def test_report_names_signers_and_uids(world, mailbox_run):
             nick.title(), nick, person.fingerprint) in out
     assert "Certifications by the unknown key %s" % world.signers["uma"].fingerprint in out
     assert "imported:        Rita Recipient <rita@work.example>" in out
-    assert "keys.openpgp.org does not distribute certifications made by others" in out
+    assert "certifications made by others only once you approve them" in out
     assert "keyserver.ubuntu.com" in out and "WKD" in out
 
 
