@@ -77,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without key IDs and with a party list on standard input, the keys ticked "
                "in the list are used. Other commands: %s (caffpy COMMAND --help). "
                "See caffpy(1) and caffrc(5)." % ", ".join(sorted(COMMANDS)))
-    parser.add_argument("keyids", nargs="*", metavar="KEYID",
-                        help="full fingerprint of a key checked at the party")
+    _key_source_options(parser)
     parser.add_argument("-V", "--version", action="version", version="caffpy " + __version__)
     parser.add_argument("-e", "--export-old", dest="export_old", action="store_const",
                         const=True, help="mail old certifications that were never mailed "
@@ -89,16 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mail the certifications: yes, ask-yes, ask-no or no")
     parser.add_argument("-M", "--no-mail", dest="mail", action="store_const", const="no",
                         help="do not mail (same as -m no)")
-    parser.add_argument("-R", "--no-download", action="store_true", default=None,
-                        help="do not fetch keys from a keyserver")
     parser.add_argument("-S", "--no-sign", action="store_true", default=None,
                         help="do not certify; only mail certifications already made")
     parser.add_argument("-u", "--local-user", metavar="KEYID[,KEYID]",
                         help="certify with these of your keys only")
-    parser.add_argument("--key-file", action="append", default=[], metavar="FILE",
-                        help="import the keys to certify from FILE (repeatable)")
-    parser.add_argument("--keys-from-gnupg", action="store_true", default=None,
-                        help="take the keys to certify from your own keyring")
     parser.add_argument("--batch", action="store_true",
                         help="never ask: certify all valid user IDs and apply the mail "
                              "setting's default")
@@ -110,7 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-mta-check", action="store_true",
                         help="do not check before signing that the MTA can deliver mail")
     _decisions_option(parser)
-    _discovery_options(parser)
     _common_options(parser)
     return parser
 
