@@ -8,6 +8,7 @@ may hold any byte) to gpg as an argument.
 """
 
 import base64
+import binascii
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -145,7 +146,7 @@ def parse_signature(packet: Packet) -> Signature:
     unhashed = body[rest + 2:rest + 2 + unhashed_len]
     issuer, created, exportable = "", 0, True
     for area in (hashed, unhashed):
-        for sub_type, value in _subpackets(area):
+        for sub_type, value in subpackets(area):
             if sub_type == SUBPACKET_ISSUER and len(value) == 8 and not issuer:
                 issuer = value.hex().upper()
             elif sub_type == SUBPACKET_ISSUER_FPR and len(value) == 21 and not issuer:
@@ -157,7 +158,7 @@ def parse_signature(packet: Packet) -> Signature:
     return Signature(packet, sig_type, issuer, created, exportable)
 
 
-def _subpackets(area: bytes) -> Iterator[Tuple[int, bytes]]:
+def subpackets(area: bytes) -> Iterator[Tuple[int, bytes]]:
     pos = 0
     while pos < len(area):
         first = area[pos]
@@ -245,7 +246,7 @@ def _crc24_table() -> List[int]:
 _CRC24_TABLE = _crc24_table()
 
 
-def _crc24(data: bytes) -> int:
+def crc24(data: bytes) -> int:
     """The CRC-24 of RFC 4880 section 6.1, for the armor checksum."""
     crc = 0xB704CE
     for byte in data:
@@ -256,6 +257,31 @@ def _crc24(data: bytes) -> int:
 def armor(data: bytes, kind: str = "PUBLIC KEY BLOCK") -> str:
     encoded = base64.b64encode(data).decode("ascii")
     lines = [encoded[i:i + 64] for i in range(0, len(encoded), 64)]
-    checksum = base64.b64encode(_crc24(data).to_bytes(3, "big")).decode("ascii")
+    checksum = base64.b64encode(crc24(data).to_bytes(3, "big")).decode("ascii")
     return "\n".join(["-----BEGIN PGP %s-----" % kind, ""] + lines
                      + ["=" + checksum, "-----END PGP %s-----" % kind, ""])
+
+
+def dearmor(block: bytes) -> bytes:
+    """The binary data of one armored block; ValueError when it is damaged."""
+    lines = block.replace(b"\r", b"").split(b"\n")[1:]
+    while lines and b":" in lines[0]:       # armor headers (Version:, Comment:)
+        lines.pop(0)
+    body, checksum = [], None
+    for line in (line.strip() for line in lines):
+        if line.startswith(b"-----END"):
+            break
+        if line.startswith(b"=") and len(line) == 5:
+            checksum = line[1:]
+        elif line:
+            body.append(line)
+    try:
+        data = base64.b64decode(b"".join(body), validate=True)
+        expected = base64.b64decode(checksum, validate=True) if checksum else None
+    except binascii.Error:
+        raise ValueError("invalid base64")
+    if not data:
+        raise ValueError("no data in it")
+    if expected is not None and expected != crc24(data).to_bytes(3, "big"):
+        raise ValueError("wrong checksum")
+    return data

@@ -21,8 +21,6 @@ gpg has checked it. A run:
    each one with a fresh export.
 """
 
-import base64
-import binascii
 import email
 import email.policy
 import email.utils
@@ -294,7 +292,7 @@ class _Finder:
                 self.problems.append("key data that is neither armored nor binary OpenPGP")
             for block in blocks:
                 try:
-                    self.found.append(dearmor(block))
+                    self.found.append(packets.dearmor(block))
                 except ValueError as error:
                     self.problems.append("damaged armored key: %s" % error)
 
@@ -339,7 +337,7 @@ def passphrase_only(ciphertext: bytes) -> bool:
     session keys are all symmetric, tag 3; none is encrypted to a key, tag 1)."""
     tags = set()
     try:
-        data = dearmor(ciphertext) if ciphertext.lstrip().startswith(b"-----") else ciphertext
+        data = packets.dearmor(ciphertext) if ciphertext.lstrip().startswith(b"-----") else ciphertext
         for packet in packets.split_packets(data):
             if packet.tag not in (1, 3):
                 break
@@ -347,31 +345,6 @@ def passphrase_only(ciphertext: bytes) -> bool:
     except (ValueError, packets.PacketError):
         pass                # the encrypted data itself; gpg judges the rest
     return 3 in tags and 1 not in tags
-
-
-def dearmor(block: bytes) -> bytes:
-    """The binary data of one armored block; ValueError when it is damaged."""
-    lines = block.replace(b"\r", b"").split(b"\n")[1:]
-    while lines and b":" in lines[0]:       # armor headers (Version:, Comment:)
-        lines.pop(0)
-    body, checksum = [], None
-    for line in (line.strip() for line in lines):
-        if line.startswith(b"-----END"):
-            break
-        if line.startswith(b"=") and len(line) == 5:
-            checksum = line[1:]
-        elif line:
-            body.append(line)
-    try:
-        data = base64.b64decode(b"".join(body), validate=True)
-        expected = base64.b64decode(checksum, validate=True) if checksum else None
-    except binascii.Error:
-        raise ValueError("invalid base64")
-    if not data:
-        raise ValueError("no data in it")
-    if expected is not None and expected != packets._crc24(data).to_bytes(3, "big"):
-        raise ValueError("wrong checksum")
-    return data
 
 
 def _defects(message) -> Set[str]:
@@ -421,7 +394,7 @@ def read_sig(packet: packets.Packet) -> Sig:
     sig = Sig(packet, 4, body[1], 0, "", "", True, body[:hashed_end] + body[unhashed_end:])
     issuers = set()
     for hashed, area in ((True, body[6:hashed_end]), (False, body[hashed_end + 2:unhashed_end])):
-        for kind, value in packets._subpackets(area):
+        for kind, value in packets.subpackets(area):
             if kind == packets.SUBPACKET_CREATION_TIME and hashed and len(value) == 4:
                 sig.created = int.from_bytes(value, "big")
             elif kind == SUBPACKET_EXPORTABLE and hashed and value[:1] == b"\x00":

@@ -578,11 +578,11 @@ def test_publish_failure_exits_69(world):
 def test_dearmor_checks_the_checksum():
     data = b"\x99\x00\x01\x02" * 50
     armored = crafting.armor(data)
-    assert receive.dearmor(armored) == data
+    assert packets.dearmor(armored) == data
     lines = armored.split(b"\n")
     lines[-3] = b"=AAAA"
     with pytest.raises(ValueError, match="checksum"):
-        receive.dearmor(b"\n".join(lines))
+        packets.dearmor(b"\n".join(lines))
 
 
 def test_armored_blocks_in_one_pass():
