@@ -26,7 +26,9 @@ from caffpy.text import printable
 log = logging.getLogger(__name__)
 
 STATUS_PREFIX = b"[GNUPG:] "
-BATCH_OPTS = ["--batch", "--no-tty", "--no-greeting", "--yes"]
+# --no-random-seed-file: gpg locks and rewrites random_seed at every exit, so gpg
+# processes in one home run in turn; the kernel gives gpg all the entropy it needs.
+BATCH_OPTS = ["--batch", "--no-tty", "--no-greeting", "--yes", "--no-random-seed-file"]
 KEYRING_OPTS = ["--trust-model", "always", "--no-auto-check-trustdb"]
 LIST_OPTS = ["--with-colons", "--fixed-list-mode", "--with-fingerprint"]
 
