@@ -377,8 +377,8 @@ def cmd_doctor(argv: List[str], prompter_box: list) -> int:
 
 def test_message(config, address: str) -> bytes:
     from caffpy import message
-    mail = message.build_inner("This is a test message from caffpy doctor: mail from this "
-                               "machine reaches you.\n", [])
+    mail = message.plain_text("This is a test message from caffpy doctor: mail from this "
+                              "machine reaches you.\n")
     message.add_headers(mail, config["owner"] or "caffpy", config["email"], address,
                         "caffpy test message", config["reply-to"] or None)
     return message.serialize(mail)

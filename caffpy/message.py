@@ -68,6 +68,13 @@ def render_text(template: str, owner: str, fingerprint: str, uids: Sequence[str]
     return text if text.endswith("\n") else text + "\n"
 
 
+def plain_text(text: str) -> EmailMessage:
+    """A text-only message body (caffpy doctor's test message)."""
+    mail = EmailMessage(policy=POLICY)
+    mail.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    return mail
+
+
 def build_inner(text: str, attachments: Sequence[Attachment]) -> EmailMessage:
     """The multipart/mixed part: the letter and the key(s)."""
     inner = EmailMessage(policy=POLICY)

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from caffpy import demo, mta
+from caffpy import demo
 import mtasetup
 
 pytestmark = [pytest.mark.mta,
@@ -145,6 +145,33 @@ def test_msmtp_without_configuration_is_refused_before_signing(original_mta, par
     assert code == 69, out
     assert "Mail cannot leave this machine" in out
     assert own_certifications(caffhome, party) == []
+    # Skipping the check: caffpy signs, msmtp refuses every mail (exit 78), and the
+    # mails stay pending with msmtp's own words, to be sent once msmtp is set up.
+    code, out = caffpy(party, config, "--no-mta-check")
+    assert code == 75, out
+    assert "sendmail exited with status 78" in out and "account default" in out
+    assert len(own_certifications(caffhome, party)) > 0
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
+           "GNUPGHOME": party.user_home, "CAFFPY_CONFIG_FILES": config, "PYTHONPATH": ROOT}
+    status = subprocess.run([sys.executable, "-m", "caffpy", "status"], env=env,
+                            capture_output=True, text=True).stdout
+    assert status.count("FAILED") == len(party.expected_mails())
+    assert "account default" in status and "caffpy retry" in status
+
+
+def test_doctor_send_test_goes_through_the_mta(original_mta, party, sink):
+    mtasetup.setup_msmtp(sink.port)
+    config, caffhome = fresh_config(party, "msmtp-test")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
+           "CAFFPY_CONFIG_FILES": config, "PYTHONPATH": ROOT}
+    proc = subprocess.run([sys.executable, "-m", "caffpy", "doctor", "--send-test",
+                           "me@elsewhere.example"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [message] = sink.wait_for(1)
+    assert message["from"] == "signer@example.org" and message["to"] == ["me@elsewhere.example"]
+    parsed = email.message_from_bytes(message["data"], policy=email.policy.default)
+    assert parsed["Subject"] == "caffpy test message"
+    assert "reaches you" in parsed.get_content()
 
 
 def test_postfix_relayhost_delivers_every_mail(original_mta, party, sink):
