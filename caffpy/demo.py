@@ -183,8 +183,9 @@ def main(argv=None) -> int:
     print("The mails (encrypted to each participant) are in:  %s" % mbox)
     print("Read them with:  mutt -f %s   (or any mail reader)" % mbox)
     print("Saved keys and messages:  %s" % os.path.join(base, "c", "keys"))
-    print("Decrypt one with the participants' keyring:\n  gpg --homedir %s --decrypt FILE"
-          % party.participants_home)
+    print("The participants' secret keys are in %s: with GNUPGHOME=%s a mail reader "
+          "decrypts the mails as their recipients would." % (party.participants_home,
+                                                             party.participants_home))
     return status
 
 
