@@ -40,7 +40,7 @@ test:
 mta-matrix: deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider -m mta tests/test_mta.py
 
-# Generated parties of 10, 50, 200 and 500 keys and a flooded key; prints the
+# Generated parties of 10, 50, 100, 200 and 500 keys and a flooded key; prints the
 # figures next to a one-process-per-operation baseline, JSON in bench-results/.
 bench: deps
 	$(PYTHON) bench/bench.py

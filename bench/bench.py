@@ -9,7 +9,7 @@ run on the same party. Mails go to a recording sendmail. A flooded key (10 000
 third-party certifications) is timed on its own. Results are written as JSON
 to bench-results/ so commits can be compared.
 
-    make bench                 # N = 10 50 200 500
+    make bench                 # N = 10 50 100 200 500
     bench/bench.py --sizes 10 50
 """
 
@@ -197,7 +197,7 @@ def bench_flood(count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200, 500])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100, 200, 500])
     parser.add_argument("--flood", type=int, default=10000)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     args = parser.parse_args()
