@@ -10,6 +10,7 @@ import argparse
 import ast
 import os
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -845,10 +846,29 @@ def completion_text() -> str:
 
 # -- writing them -----------------------------------------------------------------------
 
+def wrap_roff(page: str, width: int = 79) -> str:
+    """Break long text lines of a man page (roff joins them again); lintian flags
+    lines over 512 characters. Requests, tags and example blocks stay as they are."""
+    out, verbatim, after_tp = [], False, False
+    for line in page.split("\n"):
+        if line.startswith((".EX", ".nf")):
+            verbatim = True
+        elif line.startswith((".EE", ".fi")):
+            verbatim = False
+        if verbatim or after_tp or line.startswith((".", "'")) or len(line) <= width:
+            out.append(line)
+        else:
+            for piece in textwrap.wrap(line, width, break_long_words=False,
+                                       break_on_hyphens=False):
+                # A text line starting with . or ' would be read as a request.
+                out.append("\\&" + piece if piece.startswith((".", "'")) else piece)
+        after_tp = line.startswith(".TP")
+    return "\n".join(out)
+
 OUTPUTS: Dict[str, Callable[[], str]] = {
     "conf/caffrc": caffrc_text,
-    "man/caffpy.1": caffpy_man,
-    "man/caffrc.5": caffrc_man,
+    "man/caffpy.1": lambda: wrap_roff(caffpy_man()),
+    "man/caffrc.5": lambda: wrap_roff(caffrc_man()),
     "completions/caffpy": completion_text,
 }
 
