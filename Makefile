@@ -28,8 +28,8 @@ deps:
 	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BUILD_DEPS); \
 	fi
 
-# All tests, after installing what they need; then the .deb, installed and run.
-check: deps test deb-check
+# All tests, after installing what they need; then the .deb, installed and run, and lintian.
+check: deps test deb-check lint
 
 test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
