@@ -52,6 +52,15 @@ def three_steps(party, online, offline, bundle):
     return run_caffpy(["send", bundle], online)
 
 
+def prepared_and_signed(party, online, offline, directory):
+    """Steps 1 and 2 of the offline flow; returns the bundle's path."""
+    bundle = os.path.join(directory, "bundle")
+    assert run_caffpy(["prepare", "-o", bundle, "-R", "--key-file", party.key_file]
+                      + party.fingerprints, online)[0] == 0
+    assert run_caffpy(["sign", "--batch", "-m", "yes", bundle], offline)[0] == 0
+    return bundle
+
+
 def mail_shape(message_bytes, party):
     """What a mail carries, independent of encryption randomness and dates:
     recipient, and for each attached key the packet kinds and signature issuers."""
@@ -145,10 +154,7 @@ def test_unknown_bundle_version_is_refused(party, sides):
 
 def test_changed_outbox_is_refused(party, sides):
     online, offline, mta, server, online_dir = sides
-    bundle = os.path.join(online_dir, "bundle")
-    assert run_caffpy(["prepare", "-o", bundle, "-R", "--key-file", party.key_file]
-                      + party.fingerprints, online)[0] == 0
-    assert run_caffpy(["sign", "--batch", "-m", "yes", bundle], offline)[0] == 0
+    bundle = prepared_and_signed(party, online, offline, online_dir)
     outbox = os.path.join(bundle, "outbox")
     manifest_path = os.path.join(outbox, "outbox.json")
     with open(manifest_path) as handle:
@@ -164,10 +170,7 @@ def test_changed_outbox_is_refused(party, sides):
 
 def test_changed_mail_in_outbox_is_refused(party, sides):
     online, offline, mta, server, online_dir = sides
-    bundle = os.path.join(online_dir, "bundle")
-    assert run_caffpy(["prepare", "-o", bundle, "-R", "--key-file", party.key_file]
-                      + party.fingerprints, online)[0] == 0
-    assert run_caffpy(["sign", "--batch", "-m", "yes", bundle], offline)[0] == 0
+    bundle = prepared_and_signed(party, online, offline, online_dir)
     outbox = os.path.join(bundle, "outbox")
     name = sorted(n for n in os.listdir(outbox) if n.endswith(".eml"))[0]
     with open(os.path.join(outbox, name), "ab") as handle:
