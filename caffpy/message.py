@@ -7,16 +7,25 @@ UIDs appear only in the body, which is inside the encryption.
 import email.policy
 import email.utils
 import string
+import unicodedata
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.headerregistry import Address
+from email.charset import QP, Charset
+from email.encoders import encode_noop
+from email.header import Header
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from typing import Optional, Sequence
 
 from caffpy import __version__
 
 # LF line ends (nullmailer corrupts CRLF input) and 78-column folding; every
-# part is 7-bit, so each line stays far below SMTP's 998-octet limit.
-POLICY = email.policy.SMTP.clone(linesep="\n", max_line_length=78)
+# part is 7-bit, so each line stays far below SMTP's 998-octet limit. The
+# compat32 classes: every header value here is made by caffpy and encoded
+# explicitly, and they build a mail in less than half the time of
+# email.policy.default's header objects (measured: 0.9 against 2.2 ms).
+POLICY = email.policy.compat32.clone(linesep="\n", max_line_length=78)
 
 DEFAULT_TEMPLATE = """\
 Hello,
@@ -68,45 +77,47 @@ def render_text(template: str, owner: str, fingerprint: str, uids: Sequence[str]
     return text if text.endswith("\n") else text + "\n"
 
 
-def plain_text(text: str) -> EmailMessage:
+def _text_part(text: str) -> MIMEText:
+    charset = Charset("utf-8")
+    charset.body_encoding = QP        # 7-bit and short lines, whatever the language
+    return MIMEText(text, "plain", charset, policy=POLICY)
+
+
+def _ascii_part(subtype: str, data: str, **params) -> MIMEApplication:
+    """An application/SUBTYPE part whose body (armored OpenPGP data) goes as it is."""
+    part = MIMEApplication(data, subtype, encode_noop, policy=POLICY, **params)
+    part["Content-Transfer-Encoding"] = "7bit"
+    return part
+
+
+def plain_text(text: str) -> Message:
     """A text-only message body (caffpy doctor's test message)."""
-    mail = EmailMessage(policy=POLICY)
-    mail.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    return mail
+    return _text_part(text)
 
 
-def build_inner(text: str, attachments: Sequence[Attachment]) -> EmailMessage:
+def build_inner(text: str, attachments: Sequence[Attachment]) -> Message:
     """The multipart/mixed part: the letter and the key(s)."""
-    inner = EmailMessage(policy=POLICY)
-    inner.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    inner.make_mixed()
+    inner = MIMEMultipart("mixed", policy=POLICY)
+    inner.attach(_text_part(text))
     for attachment in attachments:
-        part = EmailMessage(policy=POLICY)
-        part.set_content(attachment.armored.encode("ascii"), maintype="application",
-                         subtype="pgp-keys", cte="7bit", disposition="attachment",
-                         filename=attachment.filename)
+        part = _ascii_part("pgp-keys", attachment.armored, name=attachment.filename)
+        part.add_header("Content-Disposition", "attachment", filename=attachment.filename)
         part["Content-Description"] = attachment.description
         inner.attach(part)
     return inner
 
 
-def serialize(message: EmailMessage) -> bytes:
+def serialize(message: Message) -> bytes:
     return message.as_bytes(policy=POLICY)
 
 
-def build_encrypted(encrypted_armored: bytes) -> EmailMessage:
+def build_encrypted(encrypted_armored: bytes) -> Message:
     """The RFC 3156 multipart/encrypted envelope around gpg's output."""
-    outer = EmailMessage(policy=POLICY)
-    outer.set_type("multipart/encrypted")
-    outer.set_param("protocol", "application/pgp-encrypted")
-    control = EmailMessage(policy=POLICY)
-    control.set_content(b"Version: 1\n", maintype="application", subtype="pgp-encrypted",
-                        cte="7bit")
-    control.replace_header("Content-Type", "application/pgp-encrypted")
+    outer = MIMEMultipart("encrypted", protocol="application/pgp-encrypted", policy=POLICY)
+    control = _ascii_part("pgp-encrypted", "Version: 1\n")
     control["Content-Description"] = "PGP/MIME version identification"
-    payload = EmailMessage(policy=POLICY)
-    payload.set_content(encrypted_armored, maintype="application", subtype="octet-stream",
-                        cte="7bit", disposition="inline", filename="msg.asc")
+    payload = _ascii_part("octet-stream", encrypted_armored.decode("ascii"), name="msg.asc")
+    payload.add_header("Content-Disposition", "inline", filename="msg.asc")
     payload["Content-Description"] = "OpenPGP encrypted message"
     outer.attach(control)
     outer.attach(payload)
@@ -114,19 +125,27 @@ def build_encrypted(encrypted_armored: bytes) -> EmailMessage:
     return outer
 
 
-def add_headers(message: EmailMessage, owner: str, sender: str, to: str, subject: str,
-                reply_to: Optional[str] = None, date: Optional[float] = None) -> EmailMessage:
-    local, _, domain = sender.partition("@")
-    message["From"] = Address(display_name=owner, username=local, domain=domain)
+def _header(value: str) -> str:
+    """A header value: RFC 2047 encoded when not ASCII; never a control character
+    (Python's line splitting also breaks at \\x1c-\\x1e, U+0085, U+2028...)."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        raise ValueError("control character in a header value: %r" % value)
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def add_headers(message: Message, owner: str, sender: str, to: str, subject: str,
+                reply_to: Optional[str] = None, date: Optional[float] = None) -> Message:
+    """From, To, Subject, Date, Message-ID (and Reply-To); To is the bare address only."""
+    for value in (owner, sender, to, reply_to or ""):
+        _header(value)      # refuses control characters
+    message["From"] = email.utils.formataddr((owner, sender), charset="utf-8")
     message["To"] = to
-    message["Subject"] = subject
+    message["Subject"] = _header(subject)
     message["Date"] = email.utils.formatdate(date, localtime=True)
-    message["Message-ID"] = email.utils.make_msgid(domain=domain)
+    message["Message-ID"] = email.utils.make_msgid(domain=sender.partition("@")[2])
     if reply_to:
         message["Reply-To"] = reply_to
     message["User-Agent"] = "caffpy %s" % __version__
-    if "MIME-Version" not in message:
-        message["MIME-Version"] = "1.0"
     return message
 
 
