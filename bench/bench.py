@@ -5,7 +5,9 @@ For each party size N it prints wall and CPU seconds, keys per second, gpg
 processes per key and peak memory, for caffpy and for the baseline (the
 unavoidable work done naively: one import, one --quick-sign-key per key; one
 export, one encryption and one sendmail call per mail), measured in the same
-run on the same party. Mails go to a recording sendmail. A flooded key (10 000
+run on the same party, each side three times in turn (the median run counts, so
+a slow spell of the machine does not favour one side). Mails go to a recording
+sendmail. A flooded key (10 000
 third-party certifications) is timed on its own. Results are written as JSON
 to bench-results/ so commits can be compared.
 
@@ -18,7 +20,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -155,7 +156,19 @@ def flooded_party(base, count):
     return party
 
 
-def bench_size(n):
+def _one(side, party, base):
+    """One timed run of caffpy or the baseline, from a fresh caffhome / home."""
+    for leftover in ("c", "b", "sent"):
+        shutil.rmtree(os.path.join(base, leftover), ignore_errors=True)
+    sendmail, sent = recorder(base)
+    result = (run_caffpy if side == "caffpy" else run_baseline)(party, base, sendmail)
+    result["mails"] = len(os.listdir(sent))
+    return result
+
+
+def bench_size(n, repeat):
+    """Both sides `repeat` times, alternating, so that a slow spell of the machine
+    hits both; each side's median run (by wall time) is reported."""
     base = tempfile.mkdtemp(prefix="cp-b", dir="/tmp")
     try:
         started = time.perf_counter()
@@ -165,15 +178,15 @@ def bench_size(n):
         # neither side pays for starting it.
         subprocess.run(["gpg-connect-agent", "--homedir", party.user_home, "/bye"],
                        capture_output=True, check=True)
-        sendmail, sent = recorder(base)
-        ours = run_caffpy(party, base, sendmail)
-        ours["mails"] = len(os.listdir(sent))
-        shutil.rmtree(sent)
-        sendmail, sent = recorder(base)
-        baseline = run_baseline(party, base, sendmail)
-        baseline["mails"] = len(os.listdir(sent))
+        runs = {"caffpy": [], "baseline": []}
+        for _ in range(repeat):
+            for side in runs:
+                runs[side].append(_one(side, party, base))
         demo.stop_agents(party)
-        return {"n": n, "generate_s": generated, "caffpy": ours, "baseline": baseline}
+        row = {"n": n, "generate_s": generated, "runs": runs}
+        for side, results in runs.items():
+            row[side] = sorted(results, key=lambda r: r["wall"])[len(results) // 2]
+        return row
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -199,6 +212,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100, 200, 500])
     parser.add_argument("--flood", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each side per size; the median is reported")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     args = parser.parse_args()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
@@ -209,7 +224,7 @@ def main():
                                        "baseline: wall s / cpu s / keys/s / gpg per key / MiB",
                                        "ratio"))
     for n in args.sizes:
-        row = bench_size(n)
+        row = bench_size(n, args.repeat)
         results["sizes"].append(row)
         cells = []
         for side in ("caffpy", "baseline"):
