@@ -7,9 +7,8 @@ unavoidable work done naively: one import, one --quick-sign-key per key; one
 export, one encryption and one sendmail call per mail), measured in the same
 run on the same party, each side three times in turn (the median run counts, so
 a slow spell of the machine does not favour one side). Mails go to a recording
-sendmail. A flooded key (10 000
-third-party certifications) is timed on its own. Results are written as JSON
-to bench-results/ so commits can be compared.
+sendmail. A flooded key (10 000 third-party certifications) is timed on its
+own. Results are written as JSON to bench-results/ so commits can be compared.
 
     make bench                 # N = 10 50 100 200 500
     bench/bench.py --sizes 10 50
