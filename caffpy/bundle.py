@@ -162,7 +162,7 @@ def send(config, bundle: str, options: RunOptions, prompter: Prompter) -> Report
     outbox = os.path.join(bundle, OUTBOX)
     manifest = _load_manifest(os.path.join(outbox, OUTBOX_MANIFEST), OUTBOX_FORMAT)
     report = Report()
-    check_mail_path(config, options, prompter)
+    check_mail_path(config, options, prompter, asked=True)
     with Session(config, options, prompter, report) as session:
         signer = session.ws.gpg.verify_detached(os.path.join(outbox, SIGNATURE),
                                                 os.path.join(outbox, OUTBOX_MANIFEST))
@@ -170,7 +170,7 @@ def send(config, bundle: str, options: RunOptions, prompter: Prompter) -> Report
             raise DataError("the outbox in %s is not signed by one of your keys: refusing to "
                             "send it (was it changed after caffpy sign?)" % bundle)
         queued = _take_outbox(session, outbox, manifest)
-        deliver(session, queued)
+        deliver(session, queued, asked=True)
     return report
 
 

@@ -77,9 +77,10 @@ class Report:
         return "\n".join(lines)
 
 
-def check_mail_path(config, options: RunOptions, prompter: Prompter) -> None:
+def check_mail_path(config, options: RunOptions, prompter: Prompter,
+                    asked: bool = False) -> None:
     """Pre-flight, before any signature: mail must have a way to leave this machine."""
-    if options.mbox or config["mail"] == "no":
+    if options.mbox or (config["mail"] == "no" and not asked):
         return
     sendmail = config["sendmail"]
     if not (os.path.isfile(sendmail) and os.access(sendmail, os.X_OK)) \
@@ -124,8 +125,10 @@ def resolve_signers(own: Sequence[Key], local_users: Sequence[str]) -> List[Key]
 class Session:
     """One locked caffhome with its journal, the user's keys imported, for the phases below."""
 
-    def __init__(self, config, options: RunOptions, prompter: Prompter, report: Report):
+    def __init__(self, config, options: RunOptions, prompter: Prompter, report: Report,
+                 with_keys: bool = True):
         self.config = config
+        self.with_keys = with_keys      # False: only the journal is needed (caffpy retry)
         self.options = options
         self.prompter = prompter
         self.report = report
@@ -140,6 +143,8 @@ class Session:
         self.ws.lock()
         try:
             self.journal.load()
+            if not self.with_keys:
+                return self
             # Before any gpg call in caffhome: gpg would start an agent of its own there.
             self.ws.link_agent()
             self.own = acquire.import_own_keys(self.ws, self.config["keyid"])
@@ -273,10 +278,11 @@ def compose(session: Session, keys: List[Key], blocks: Dict[str, KeyBlock]) -> L
     return list(queued.values())
 
 
-def deliver(session: Session, queued: List[jr.MailRecord]) -> None:
-    """Phase 3: hand the mails to the MTA (or the mbox)."""
+def deliver(session: Session, queued: List[jr.MailRecord], asked: bool = False) -> None:
+    """Phase 3: hand the mails to the MTA (or the mbox); asked: the user said to send now,
+    whatever the mail setting."""
     config, options, report = session.config, session.options, session.report
-    if config["mail"] == "no" and not options.mbox:
+    if config["mail"] == "no" and not options.mbox and not asked:
         report.mails_pending = ["%s (%s)" % (r.to, r.file) for r in queued]
         return
     delivered = delivery.deliver(queued, session.journal, config["sendmail"],
@@ -291,25 +297,12 @@ def deliver(session: Session, queued: List[jr.MailRecord]) -> None:
 def retry(config, options: RunOptions) -> Report:
     """Hand the pending mails of earlier runs to the MTA; no key is fetched or signed."""
     report = Report()
-    ws = Workspace(config["caffhome"], config["gpg"])
-    ws.create()
-    ws.lock()
-    journal = jr.Journal(ws.journal_path)
-    try:
-        journal.load()
-        pending = journal.pending()
+    prompter = Prompter(batch=True)
+    with Session(config, options, prompter, report, with_keys=False) as session:
+        pending = session.journal.pending()
         if pending:
-            check_mail_path(config, options, Prompter(batch=True))
-        delivered = delivery.deliver(pending, journal, config["sendmail"], config["email"],
-                                     config["bcc"] or None, options.mbox)
-        report.mails_sent = len(delivered.sent)
-        report.mails_to_mbox = len(delivered.to_mbox)
-        report.problems.extend(delivered.errors)
-        report.mails_pending = ["%s: %s" % (r.to, r.error or "not sent yet")
-                                for r in pending if r.state != jr.SENT]
-    finally:
-        journal.close()
-        ws.unlock()
+            check_mail_path(config, options, prompter, asked=True)
+        deliver(session, pending, asked=True)
     return report
 
 
