@@ -58,27 +58,28 @@ def fresh_config(party, name):
     return path, caffhome
 
 
-def caffpy(party, config, *args):
+def run(party, config, *args, user=None):
+    """python3 -m caffpy ARGS as root, or as an ordinary user (who cannot read root's
+    files and has no configuration of caffpy's)."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
            "GNUPGHOME": party.user_home, "CAFFPY_CONFIG_FILES": config,
            "PYTHONPATH": ROOT, "LANG": "C.UTF-8"}
-    cmd = [sys.executable, "-m", "caffpy", "--batch", "-m", "yes", "-R",
-           "--key-file", party.key_file] + list(args) + party.fingerprints
+    cmd = [sys.executable, "-m", "caffpy"] + list(args)
+    if user:
+        env.update(HOME="/tmp", CAFFPY_CONFIG_FILES="/nonexistent")
+        del env["GNUPGHOME"]
+        cmd = ["runuser", "-u", user, "--", "env"] + ["%s=%s" % kv for kv in env.items()] + cmd
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def caffpy(party, config, *args):
+    return run(party, config, "--batch", "-m", "yes", "-R", "--key-file", party.key_file,
+               *args, *party.fingerprints)
+
+
 def doctor(party, config, user=None):
-    """caffpy doctor as root, or as an ordinary user (who cannot read root's files)."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
-           "CAFFPY_CONFIG_FILES": config, "PYTHONPATH": ROOT}
-    cmd = [sys.executable, "-m", "caffpy", "doctor"]
-    if user:
-        env["HOME"] = "/tmp"
-        env["CAFFPY_CONFIG_FILES"] = "/nonexistent"
-        cmd = ["runuser", "-u", user, "--", "env"] + ["%s=%s" % kv for kv in env.items()] + cmd
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    return proc.returncode, proc.stdout + proc.stderr
+    return run(party, config, "doctor", user=user)
 
 
 def own_certifications(caffhome, party):
@@ -151,22 +152,16 @@ def test_msmtp_without_configuration_is_refused_before_signing(original_mta, par
     assert code == 75, out
     assert "sendmail exited with status 78" in out and "account default" in out
     assert len(own_certifications(caffhome, party)) > 0
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
-           "GNUPGHOME": party.user_home, "CAFFPY_CONFIG_FILES": config, "PYTHONPATH": ROOT}
-    status = subprocess.run([sys.executable, "-m", "caffpy", "status"], env=env,
-                            capture_output=True, text=True).stdout
-    assert status.count("FAILED") == len(party.expected_mails())
+    code, status = run(party, config, "status")
+    assert code == 0 and status.count("FAILED") == len(party.expected_mails())
     assert "account default" in status and "caffpy retry" in status
 
 
 def test_doctor_send_test_goes_through_the_mta(original_mta, party, sink):
     mtasetup.setup_msmtp(sink.port)
     config, caffhome = fresh_config(party, "msmtp-test")
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": party.base,
-           "CAFFPY_CONFIG_FILES": config, "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-m", "caffpy", "doctor", "--send-test",
-                           "me@elsewhere.example"], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, out = run(party, config, "doctor", "--send-test", "me@elsewhere.example")
+    assert code == 0, out
     [message] = sink.wait_for(1)
     assert message["from"] == "signer@example.org" and message["to"] == ["me@elsewhere.example"]
     parsed = email.message_from_bytes(message["data"], policy=email.policy.default)
