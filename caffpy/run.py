@@ -239,14 +239,14 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
         failures, certified, notes = signing.sign_chosen(ws, keys, signers, decisions)
         report.notes.extend(notes)
     else:
-        before = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
+        before = parse_keyblocks(ws.gpg.export_on_all_cores(fingerprints, session.export_options))
         failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
     report.problems.extend(failures.values())
     if config["also-lsign-in-gnupghome"] != "no":
         done = [k for k in keys if k.fingerprint not in failures]
         report.problems.extend(signing.lsign_in_user_keyring(
             ws, done, signers, config["also-lsign-in-gnupghome"], prompter, decisions).values())
-    after = parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
+    after = parse_keyblocks(ws.gpg.export_on_all_cores(fingerprints, session.export_options))
     if decisions is None:
         certified = [k for k in keys if k.fingerprint not in failures and any(
             signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)

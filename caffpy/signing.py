@@ -4,7 +4,7 @@ import logging
 import subprocess
 from typing import Dict, List, Sequence, Tuple
 
-from caffpy import progress
+from caffpy import lanes, progress
 from caffpy.errors import ConfigError, GpgError
 from caffpy.keys import Key
 from caffpy.packets import KeyBlock, certifiers, parse_keyblocks, standing_certifications
@@ -51,16 +51,17 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
               signers: Sequence[Key], config, prompter: Prompter) -> Dict[str, Exception]:
     """Certify every valid UID of each key with each signer; returns per-key failures.
 
-    One key after the other: gpg processes updating the same keyring side by
-    side fail ("update failed: Provided object is too large" was seen).
+    The questions come first, for every key; then gpg certifies, on two
+    keyrings at once when there are enough keys (lanes.py).
     """
-    failures: Dict[str, Exception] = {}
     sign_type = config["gpg-sign-type"]
     args = cert_args(config)
-    for number, key in enumerate(keys, 1):
-        todo = [s for s in signers if unsigned_uids(key, blocks.get(key.fingerprint), s.fingerprint)]
+    jobs = []
+    for key in keys:
+        todo = [s.fingerprint for s in signers
+                if unsigned_uids(key, blocks.get(key.fingerprint), s.fingerprint)]
         if not todo:
-            progress.step("certifying", number, len(keys), "0x%s already done" % key.long_id)
+            log.debug("key 0x%s: certified by you already", key.long_id)
             continue
         if not prompter.batch:
             prompter.show(describe(key))
@@ -68,27 +69,28 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
                             "at the party)?", default=True):
             log.warning("key 0x%s: not certified, as you chose", key.long_id)
             continue
-        progress.step("certifying", number, len(keys), "0x" + key.long_id)
-        try:
-            if sign_type in ("", "l"):
-                ws.gpg.certify(key.fingerprint, [s.fingerprint for s in todo],
-                               local=sign_type == "l", cert_args=args)
-            else:
-                for signer in todo:
-                    _sign_interactively(ws, key, signer, sign_type, args, prompter)
-        except GpgError as error:
-            failures[key.fingerprint] = error
-            log.error("key 0x%s: %s", key.long_id, error)
-    return failures
+        jobs.append(lanes.Job(key, todo))
+    if sign_type not in ("", "l"):
+        failures: Dict[str, Exception] = {}
+        for job in jobs:
+            try:
+                for signer in job.signers:
+                    _sign_interactively(ws, job.key, signer, sign_type, args, prompter)
+            except GpgError as error:
+                failures[job.key.fingerprint] = error
+                log.error("key 0x%s: %s", job.key.long_id, error)
+        return failures
+    return lanes.certify_all(ws, jobs, lambda gpg, job: gpg.certify(
+        job.key.fingerprint, job.signers, local=sign_type == "l", cert_args=args))
 
 
-def _sign_interactively(ws: Workspace, key: Key, signer: Key, sign_type: str,
+def _sign_interactively(ws: Workspace, key: Key, signer: str, sign_type: str,
                         args: Sequence[str], prompter: Prompter) -> None:
     """nrsign and tsign have no batch form in gpg 2.2: the user answers gpg's questions."""
     if prompter.batch:
         raise ConfigError("gpg-sign-type '%s' needs gpg's interactive signing, which "
                           "--batch rules out" % sign_type)
-    cmd = ws.gpg.command(["--no-batch", "--local-user", signer.fingerprint + "!"] + list(args)
+    cmd = ws.gpg.command(["--no-batch", "--local-user", signer + "!"] + list(args)
                          + ["--edit-key", key.fingerprint, sign_type + "sign", "save"])
     cmd = [c for c in cmd if c not in ("--batch", "--no-tty", "--yes")]
     log.warning("gpg asks its own questions now: answer them")

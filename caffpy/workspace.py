@@ -73,6 +73,7 @@ class Workspace:
         self.gpg = Gpg(self.gnupghome, gpg_binary, extra_args=["--min-cert-level", "1"])
         self.user_gpg = Gpg(self.user_gnupghome, gpg_binary)
         self._lock_fd: Optional[int] = None
+        self._user_socket: Optional[str] = None     # found by link_agent
         self.today = datetime.date.today().isoformat()
 
     def create(self) -> None:
@@ -129,16 +130,20 @@ class Workspace:
         beside = os.path.join(os.path.dirname(self.gpg_binary), "gpgconf")
         return beside if os.path.dirname(self.gpg_binary) and os.path.exists(beside) else "gpgconf"
 
-    def link_agent(self) -> None:
-        """Make caffpy's GNUPGHOME use the user's gpg-agent (and so the user's secret keys)."""
-        try:
-            subprocess.run(["gpg-connect-agent", "--homedir", self.user_gnupghome, "/bye"],
-                           capture_output=True, check=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as error:
-            raise GpgError("cannot start or reach your gpg-agent (GNUPGHOME %s): %s"
-                           % (self.user_gnupghome, error))
-        user_socket = self._socket_path(self.user_gnupghome, "agent-socket")
-        our_socket = self._socket_path(self.gnupghome, "agent-socket")
+    def link_agent(self, homedir: Optional[str] = None) -> None:
+        """Make caffpy's GNUPGHOME (or another home of caffpy's) use the user's
+        gpg-agent, and so the user's secret keys."""
+        homedir = homedir or self.gnupghome
+        if self._user_socket is None:
+            try:
+                subprocess.run(["gpg-connect-agent", "--homedir", self.user_gnupghome, "/bye"],
+                               capture_output=True, check=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as error:
+                raise GpgError("cannot start or reach your gpg-agent (GNUPGHOME %s): %s"
+                               % (self.user_gnupghome, error))
+            self._user_socket = self._socket_path(self.user_gnupghome, "agent-socket")
+        user_socket = self._user_socket
+        our_socket = self._socket_path(homedir, "agent-socket")
         if not os.path.exists(user_socket):
             raise GpgError("your gpg-agent socket %s does not exist" % user_socket)
         if os.path.islink(our_socket):
@@ -148,7 +153,7 @@ class Workspace:
         elif os.path.exists(our_socket):
             # An agent of its own runs in caffpy's home (left by an older run or a
             # manual gpg call): stop it, it does not hold the user's keys.
-            subprocess.run([self._gpgconf(), "--homedir", self.gnupghome, "--kill", "gpg-agent"],
+            subprocess.run([self._gpgconf(), "--homedir", homedir, "--kill", "gpg-agent"],
                            capture_output=True, timeout=30)
             time.sleep(0.1)
             if os.path.exists(our_socket) and not os.path.islink(our_socket):

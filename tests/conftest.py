@@ -10,6 +10,7 @@ Nothing here reads /etc/caffrc, ~/.caffrc or ~/.gnupg: every run gets its
 own HOME, GNUPGHOME and CAFFPY_CONFIG_FILES.
 """
 
+import collections
 import dataclasses
 import datetime
 import email
@@ -153,6 +154,23 @@ def certifications_by(caffhome: str, signer_fprs: Sequence[str]) -> List[Tuple[s
         elif fields[0] == "sig" and fields[4] in signers and fields[4] != current:
             found.append((current, fields[4]))
     return found
+
+
+def certifications_per_uid(caffhome, signers):
+    """(key, UID hash, signer) -> how many certifications caffpy's keyring holds."""
+    counts = collections.Counter()
+    key = uid = None
+    for line in keyring_signatures(caffhome):
+        fields = line.split(":")
+        if fields[0] == "pub":
+            key = fields[4]
+        elif fields[0] in ("uid", "uat"):
+            uid = fields[7]
+        elif fields[0] == "sub":
+            uid = None
+        elif fields[0] == "sig" and uid and fields[4] in signers and fields[4] != key:
+            counts[(key, uid, fields[4])] += 1
+    return counts
 
 
 # -- the party -------------------------------------------------------------------
@@ -385,6 +403,17 @@ def new_caff(party: demo.Party, extra: str = "") -> Caff:
     caff.env = base_env(home, party.user_home, caff.config)
     return caff
 
+
+def use_gpg_wrapper(caff: Caff, template: str, **fields: str) -> str:
+    """Make caff's config run gpg through a shell script, template % fields, which
+    can record calls in the log file it gets as %(log)s; returns that log's path."""
+    log = os.path.join(caff.base, "gpg.log")
+    wrapper = os.path.join(caff.base, "gpg-wrapper")
+    with open(wrapper, "w") as handle:
+        handle.write(template % dict(fields, log=log))
+    os.chmod(wrapper, 0o755)
+    caff.write_config("gpg = %s\n" % wrapper)
+    return log
 
 @pytest.fixture
 def caff(party) -> Caff:

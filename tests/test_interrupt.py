@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, REPO, keyring_signatures
+from conftest import PYTHON, REPO, certifications_per_uid, use_gpg_wrapper
 
 SLOW_GPG = """#!/bin/sh
 # gpg that records each call and dawdles at one step, so Ctrl-C can land there.
@@ -43,23 +43,6 @@ def interrupt(proc):
     return proc.returncode, err.decode("utf-8", "replace")
 
 
-def certifications_per_uid(caffhome, signers):
-    """(key, UID hash, signer) -> how many certifications caffpy's keyring holds."""
-    counts = collections.Counter()
-    key = uid = None
-    for line in keyring_signatures(caffhome):
-        fields = line.split(":")
-        if fields[0] == "pub":
-            key = fields[4]
-        elif fields[0] in ("uid", "uat"):
-            uid = fields[7]
-        elif fields[0] == "sub":
-            uid = None
-        elif fields[0] == "sig" and uid and fields[4] in signers and fields[4] != key:
-            counts[(key, uid, fields[4])] += 1
-    return counts
-
-
 def finish_and_check(caff):
     """Run again without interference; then one mail per address in total, nothing twice."""
     caff.write_config()                         # the real gpg again
@@ -74,12 +57,7 @@ def finish_and_check(caff):
 
 @pytest.mark.parametrize("marker", ["--import", "--quick-sign-key", "--encrypt"])
 def test_ctrl_c_in_a_gpg_step(caff, marker):
-    log = os.path.join(caff.base, "gpg.log")
-    wrapper = os.path.join(caff.base, "slowgpg")
-    with open(wrapper, "w") as handle:
-        handle.write(SLOW_GPG % {"log": log, "marker": marker})
-    os.chmod(wrapper, 0o755)
-    caff.write_config("gpg = %s\n" % wrapper)
+    log = use_gpg_wrapper(caff, SLOW_GPG, marker=marker)
     proc = start(caff)
     wait_for(lambda: os.path.exists(log) and marker in open(log).read())
     time.sleep(0.3)

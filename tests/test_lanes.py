@@ -1,0 +1,92 @@
+"""Certifying on two keyrings at once (caffpy/lanes.py): every valid user ID is
+certified exactly once by each signer, every certification ends up in caffpy's
+keyring, and a certification that cannot be handed back is reported, not lost
+from sight: the next run makes and mails it."""
+
+import collections
+import os
+
+import pytest
+
+from conftest import certifications_per_uid, keyring_signatures, new_caff, new_dir, \
+    register_gpg_home, use_gpg_wrapper
+
+from caffpy import demo
+
+LOGGING_GPG = """#!/bin/sh
+# gpg that records each call; with a pattern, the calls matching it fail.
+echo "$*" >> "%(log)s"
+case "$*" in %(fail)s) echo "gpg: made to fail by the test" >&2; exit 2;; esac
+exec gpg "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def big_party():
+    """Three times make_party's mix: enough keys for the second keyring."""
+    party = demo.make_party(new_dir(), 3 * len(demo.KINDS))
+    register_gpg_home(party.user_home)
+    register_gpg_home(party.participants_home)
+    return party
+
+
+def signing_homes(log):
+    """The GNUPGHOME of each --quick-sign-key call, by its last path component."""
+    with open(log) as handle:
+        calls = [line.split() for line in handle if "--quick-sign-key" in line]
+    return collections.Counter(os.path.basename(c[c.index("--homedir") + 1]) for c in calls)
+
+
+def expected_certifications(caff):
+    """(key, UID hash, signer) for every valid UID of every usable participant's key,
+    by each signer."""
+    signers = [s[-16:] for s in caff.party.signers]
+    expected, key, usable = set(), None, False
+    for line in keyring_signatures(caff.caffhome):
+        fields = line.split(":")
+        if fields[0] == "pub":
+            key, usable = fields[4], fields[1] not in ("e", "r") and fields[4] not in signers
+        elif fields[0] in ("uid", "uat") and usable and fields[1] != "r":
+            expected.update((key, fields[7], signer) for signer in signers)
+    return expected
+
+
+def sent_once_each(caff):
+    sent = collections.Counter(call.recipient for call in caff.sendmail.sent())
+    assert sorted(sent) == sorted(caff.party.expected_mails())
+    assert set(sent.values()) == {1}, sent
+
+
+def test_two_keyrings_certify_every_uid_once(big_party):
+    caff = new_caff(big_party)
+    log = use_gpg_wrapper(caff, LOGGING_GPG, fail="__nothing__")
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    homes = signing_homes(log)
+    assert homes["lane"] > 0 and homes["gnupghome"] > 0, homes     # both did some
+    usable = [p for p in big_party.participants if p.kind != "expired"]
+    assert sum(homes.values()) == len(usable)                       # each key once
+    assert not os.path.exists(os.path.join(caff.caffhome, "lane"))
+    counts = certifications_per_uid(caff.caffhome, [s[-16:] for s in big_party.signers])
+    assert set(counts) == expected_certifications(caff)
+    assert set(counts.values()) == {1}, counts
+    sent_once_each(caff)
+
+
+def test_a_failed_hand_back_is_reported_and_the_next_run_completes(big_party):
+    caff = new_caff(big_party)
+    use_gpg_wrapper(caff, LOGGING_GPG, fail="*/lane\\ *--export*")
+    code, out, err = caff.run_party()
+    assert code == 69, err
+    assert "Traceback" not in err
+    assert "could not be copied into caffpy's keyring" in err
+    assert "the next run certifies it again" in err
+    sent = {call.recipient for call in caff.sendmail.sent()}
+    assert sent and sent < set(big_party.expected_mails())   # the others were mailed
+    caff.write_config()                                     # the real gpg again
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    sent_once_each(caff)
+    counts = certifications_per_uid(caff.caffhome, [s[-16:] for s in big_party.signers])
+    assert set(counts) == expected_certifications(caff)
+    assert set(counts.values()) == {1}, counts
