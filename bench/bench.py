@@ -215,6 +215,9 @@ def main():
                         help="runs of each side per size; the median is reported")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     args = parser.parse_args()
+    # Bytecode as an installed package has it (dh_python3 compiles at install): without
+    # it, and with PYTHONDONTWRITEBYTECODE set, every run would compile caffpy anew.
+    subprocess.run([PYTHON, "-m", "compileall", "-q", os.path.join(ROOT, "caffpy")], check=True)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
     results = {"commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 from caffpy import journal as jr
 from caffpy import message, progress
 from caffpy.address import read_address
-from caffpy.errors import CaffError, GpgError
+from caffpy.errors import CaffError, GpgError, JournalError
 from caffpy.keys import Key, Uid
 from caffpy.packets import KeyBlock, UidBlock, armor, certifiers, uid_copy
 from caffpy.prompt import Prompter
@@ -33,7 +33,15 @@ class MailJob:
     mode: str                        # the yes/ask-yes/ask-no/no setting that applies
     question: str
     build: Callable[[], bytes]
+    key_copies: List[Tuple[str, bytes]]     # (path, armored key) saved beside the mail
     wanted: bool = False
+
+    def make(self) -> None:
+        """Save the key copies, build the mail and save it (in a worker thread: the
+        files' creation waits on the disk as gpg does on the CPU)."""
+        for path, data in self.key_copies:
+            atomic_write(path, data, durable=False)      # synced in finish()
+        atomic_write(self.record.file, self.build(), durable=False)
 
 
 @dataclass
@@ -121,20 +129,19 @@ class Composer:
                 log.error("key 0x%s, user ID %d: %s", key.long_id, uid.serial, error)
         for uid, uid_block, certs in extras:
             if uid.serial not in attached:
-                path, _ = self._save_key_copy(key, block, uid, uid_block)
+                path, data = self._key_copy(key, block, uid, uid_block)
+                atomic_write(path, data.encode("ascii"), durable=False)    # synced in finish()
                 self.outcome.kept_on_disk.append(
                     "key 0x%s, user ID %d %s has no address of its own and no mailed user "
                     "ID with its name; its certification is kept in %s"
                     % (key.long_id, uid.serial, uid.shown, path))
 
-    def _save_key_copy(self, key: Key, block: KeyBlock, uid: Uid, uid_block: UidBlock,
-                       label: str = "") -> Tuple[str, str]:
-        """Write the UID's key copy under keys/DAY/; returns (path, armored key)."""
+    def _key_copy(self, key: Key, block: KeyBlock, uid: Uid, uid_block: UidBlock,
+                  label: str = "") -> Tuple[str, str]:
+        """The UID's key copy: (its path under keys/DAY/, the armored key)."""
         data = armor(self._copy_for(block, uid_block))
         name = "%s.%d.%s.asc" % (key.long_id, uid.serial, filename_part(label or uid.text, 40))
-        path = os.path.join(self.ws.day_dir(), name)
-        atomic_write(path, data.encode("ascii"), durable=False)    # synced in finish()
-        return path, data
+        return os.path.join(self.ws.day_dir(), name), data
 
     def _copy_for(self, block: KeyBlock, uid_block: UidBlock) -> bytes:
         if uid_block.is_attribute:
@@ -167,10 +174,11 @@ class Composer:
                                             "(use -e to mail it)" % (key.long_id, uid.serial))
                 return
         items = [(uid, uid_block)] + [(c[0], c[1]) for c in companions]
-        attachments = []
+        attachments, key_copies = [], []
         for item_uid, item_block in items:
-            _, armored = self._save_key_copy(key, block, item_uid, item_block,
-                                             address if item_uid is uid else "")
+            path, armored = self._key_copy(key, block, item_uid, item_block,
+                                           address if item_uid is uid else "")
+            key_copies.append((path, armored.encode("ascii")))
             attachments.append(message.Attachment(
                 filename="0x%s.%d.signed-by-0x%s.asc" % (key.long_id, item_uid.serial,
                                                          signers[0]),
@@ -199,7 +207,8 @@ class Composer:
             question="Mail %scertification of %s to %s?" % (plain, uid.shown, address),
             build=functools.partial(message.compose, text, attachments, self.config["owner"],
                                     self.config["email"], address, subject,
-                                    self.config["reply-to"] or None, encrypt)))
+                                    self.config["reply-to"] or None, encrypt),
+            key_copies=key_copies))
 
     def finish(self) -> Outcome:
         """Ask about each planned mail, build them (encryptions in parallel), save and record."""
@@ -207,17 +216,18 @@ class Composer:
             job.wanted = self.prompter.decide(job.mode, job.question)
         # gpg encryptions are independent processes: keep every core busy.
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            futures = [pool.submit(job.build) for job in self.jobs]
+            futures = [pool.submit(job.make) for job in self.jobs]
             for number, (job, future) in enumerate(zip(self.jobs, futures), 1):
                 record = job.record
                 progress.step("encrypting mails", number, len(self.jobs), record.to)
                 try:
-                    data = future.result()
+                    future.result()
+                except JournalError:
+                    raise       # the disk: no other mail could be saved either
                 except (CaffError, ValueError) as error:
                     self.outcome.errors.append(GpgError("mail to %s could not be built: %s"
                                                         % (record.to, error)))
                     continue
-                atomic_write(record.file, data, durable=False)
                 if job.wanted:
                     self.journal.record(record, state=jr.PENDING)
                     self.outcome.queued.append(record)
