@@ -1,9 +1,10 @@
 """A generated keysigning party, for `make demo`, the tests and the benchmark.
 
-Keys are ed25519/cv25519 without passphrase, made in throwaway GNUPGHOMEs with
-short paths (gpg-agent's socket path is length-limited). The mix covers what a
+Keys are without passphrase, made in throwaway GNUPGHOMEs with short paths
+(gpg-agent's socket path is length-limited): ed25519/cv25519 (fast to make),
+and RSA 3072 (gpg 2.2's default) for one kind in eight. The mix covers what a
 real party brings: several user IDs, a revoked one, a user ID without address,
-a photo ID, a sign-only key, an expired key and non-ASCII names.
+a photo ID, a sign-only key, an expired key, RSA and non-ASCII names.
 """
 
 import argparse
@@ -24,7 +25,7 @@ TINY_JPEG = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\
 FIRST_NAMES = ["Alice", "Bob", "Carol", "Dave", "Eve", "Frank", "Grace", "Heidi",
                "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil"]
 # The kinds of participant, in the order they repeat.
-KINDS = ["multi", "noaddr", "signonly", "expired", "photo", "plain", "unicode"]
+KINDS = ["multi", "noaddr", "signonly", "expired", "photo", "plain", "unicode", "rsa"]
 
 
 @dataclass
@@ -69,9 +70,14 @@ def _batch_keys(home: str, specs: List[dict]) -> None:
     """Generate many keys in one gpg process (a parameter file with several %commit)."""
     lines = []
     for spec in specs:
-        lines += ["%no-protection", "Key-Type: eddsa", "Key-Curve: ed25519",
-                  "Key-Usage: cert,sign"]
-        if spec.get("encrypt", True):
+        if spec.get("rsa"):         # gpg 2.2's default key: RSA 3072 with an RSA subkey
+            lines += ["%no-protection", "Key-Type: rsa", "Key-Length: 3072",
+                      "Key-Usage: cert,sign", "Subkey-Type: rsa", "Subkey-Length: 3072",
+                      "Subkey-Usage: encrypt"]
+        else:
+            lines += ["%no-protection", "Key-Type: eddsa", "Key-Curve: ed25519",
+                      "Key-Usage: cert,sign"]
+        if spec.get("encrypt", True) and not spec.get("rsa"):
             lines += ["Subkey-Type: ecdh", "Subkey-Curve: cv25519", "Subkey-Usage: encrypt"]
         lines += ["Name-Real: %s" % spec["name"]]
         if spec.get("email"):
@@ -107,7 +113,8 @@ def make_party(base: str, count: int = 7) -> Party:
         if kind == "expired":
             plans.append((participant, email))
             continue        # made below, in the past
-        specs.append({"name": name, "email": email, "encrypt": kind != "signonly"})
+        specs.append({"name": name, "email": email, "encrypt": kind != "signonly",
+                      "rsa": kind == "rsa"})
         participant.mailable.append(email)
         plans.append((participant, email))
     _batch_keys(party.participants_home, specs)
@@ -164,7 +171,7 @@ def stop_agents(party: Party) -> None:
 
 
 def main(argv=None) -> int:
-    """make demo: a party of seven, certified and 'mailed' into an mbox."""
+    """make demo: a party of eight, certified and 'mailed' into an mbox."""
     parser = argparse.ArgumentParser(description="Run caffpy on a generated demo party.")
     parser.add_argument("--keys", type=int, default=len(KINDS))
     args = parser.parse_args(argv)

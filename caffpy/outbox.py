@@ -74,6 +74,7 @@ class Composer:
         self.resend = resend
         self.outcome = Outcome()
         self.jobs: List[MailJob] = []
+        self.copies_planned: Set[str] = set()      # key copies some job will write
 
     def compose_key(self, key: Key, block: Optional[KeyBlock],
                     only: Optional[Set[str]] = None) -> None:
@@ -178,7 +179,9 @@ class Composer:
         for item_uid, item_block in items:
             path, armored = self._key_copy(key, block, item_uid, item_block,
                                            address if item_uid is uid else "")
-            key_copies.append((path, armored.encode("ascii")))
+            if path not in self.copies_planned:     # a companion rides in several mails
+                self.copies_planned.add(path)
+                key_copies.append((path, armored.encode("ascii")))
             attachments.append(message.Attachment(
                 filename="0x%s.%d.signed-by-0x%s.asc" % (key.long_id, item_uid.serial,
                                                          signers[0]),

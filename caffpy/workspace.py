@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import subprocess
+import threading
 import time
 from typing import Optional
 
@@ -38,7 +39,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True
     durable=False skips the fsync: for many files in a row, where the caller
     makes them durable together (os.sync) before anything depends on them.
     """
-    tmp = "%s.tmp.%d" % (path, os.getpid())
+    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as handle:
