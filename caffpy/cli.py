@@ -4,19 +4,15 @@ import argparse
 import logging
 import os
 import sys
-import traceback
 from typing import Dict, List, Optional, Tuple
 
-from caffpy import (__version__, bundle, config as configuration, decisions, mailer, mta,
-                    partylist, progress)
+from caffpy import __version__, config as configuration, decisions, mailer, mta, progress
 from caffpy.address import gpg_mailbox, read_address
-from caffpy.configcmd import build_config_parser, cmd_config
 from caffpy.errors import (EX_INTERRUPTED, EX_SOFTWARE, EX_UNAVAILABLE, CaffError,
                            ConfigError, DataError, UsageError)
 from caffpy.gpg import Gpg, gpg_version
 from caffpy.keys import parse_key_id
 from caffpy.prompt import Prompter
-from caffpy.receive import build_receive_parser, cmd_receive
 from caffpy.run import RunOptions, retry, run, status
 from caffpy.text import printable
 
@@ -262,6 +258,7 @@ def _requested_keys(args) -> Tuple[List[str], Dict[str, List[str]]]:
         text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
         if original:
             _check_party_list(original, text)
+        from caffpy import partylist
         party = partylist.parse(text)
         for warning in party.warnings:
             log.warning("%s", warning)
@@ -296,6 +293,7 @@ def _check_party_list(path: str, text: str) -> None:
             original = handle.read()
     except OSError as error:
         raise DataError("cannot read the party list %s: %s" % (path, error.strerror))
+    from caffpy import partylist
     for warning in partylist.verify_against_original(original, text, path):
         log.warning("%s", warning)
     log.debug("the party list matches %s and its checksums", path)
@@ -400,6 +398,7 @@ def cmd_retry(argv: List[str], prompter_box: list) -> int:
 
 
 def cmd_prepare(argv: List[str], prompter_box: list) -> int:
+    from caffpy import bundle
     args = build_prepare_parser().parse_args(argv)
     config = _load_config(args)
     config.values["key-files"] += [os.path.abspath(f) for f in args.key_file]
@@ -413,6 +412,7 @@ def cmd_prepare(argv: List[str], prompter_box: list) -> int:
 
 
 def cmd_sign_bundle(argv: List[str], prompter_box: list) -> int:
+    from caffpy import bundle
     args = build_sign_parser().parse_args(argv)
     config = _load_config(args)
     gpg_version(config["gpg"])
@@ -425,12 +425,36 @@ def cmd_sign_bundle(argv: List[str], prompter_box: list) -> int:
 
 
 def cmd_send_bundle(argv: List[str], prompter_box: list) -> int:
+    from caffpy import bundle
     args = build_send_parser().parse_args(argv)
     config = _load_config(args)
     report = bundle.send(config, args.bundle, RunOptions(batch=True, mbox=args.mbox,
                                                          resend=args.resend),
                          Prompter(batch=True))
     return _finish(report)
+
+
+# The receive and config commands live in modules of their own, imported only when
+# used: every run of caffpy would pay for loading them (start-up time is measured).
+
+def build_receive_parser() -> argparse.ArgumentParser:
+    from caffpy import receive
+    return receive.build_receive_parser()
+
+
+def cmd_receive(argv: List[str], prompter_box: list) -> int:
+    from caffpy import receive
+    return receive.cmd_receive(argv, prompter_box)
+
+
+def build_config_parser() -> argparse.ArgumentParser:
+    from caffpy import configcmd
+    return configcmd.build_config_parser()
+
+
+def cmd_config(argv: List[str], prompter_box: list) -> int:
+    from caffpy import configcmd
+    return configcmd.cmd_config(argv, prompter_box)
 
 
 def _finish(report) -> int:
@@ -456,6 +480,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CaffError as error:
         log.error("%s", error)
         if debug:
+            import traceback
             traceback.print_exc()
         return error.exit_code
     except KeyboardInterrupt:
@@ -464,6 +489,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception:   # a bug: say so plainly, details only with --debug
         log.error("internal error; run again with --debug for the details")
         if debug:
+            import traceback
             traceback.print_exc()
         return EX_SOFTWARE
     finally:

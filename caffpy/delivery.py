@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import logging
-import mailbox
 import os
 import signal
 from concurrent.futures import FIRST_COMPLETED
@@ -104,6 +103,7 @@ def _deliver_all(records, journal, sendmail, sender, bcc, result, interrupted) -
 
 def _write_mbox(records: Sequence[jr.MailRecord], path: str, result: Delivered) -> None:
     """Write the mails to an mbox for review; they stay pending for a real send."""
+    import mailbox      # only for --mbox
     try:
         if os.path.exists(path):
             os.unlink(path)
