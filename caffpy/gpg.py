@@ -132,7 +132,8 @@ class Gpg:
             check: bool = True, what: str = "gpg") -> GpgResult:
         status_read, status_write = os.pipe()
         cmd = self.command(["--status-fd", str(status_write)] + list(args))
-        log.debug("running %s", shlex.join(cmd))
+        if log.isEnabledFor(logging.DEBUG):      # shlex.join of long key lists costs
+            log.debug("running %s", shlex.join(cmd))
         status_sink: list = []
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -27,7 +27,8 @@ def sendmail_command(sendmail: str, sender: str, recipient: str) -> list:
 def send(message: bytes, sendmail: str, sender: str, recipient: str) -> None:
     """Hand message to sendmail for recipient; MailError/MtaError when it was not taken."""
     cmd = sendmail_command(sendmail, sender, recipient)
-    log.debug("running %s", shlex.join(cmd))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("running %s", shlex.join(cmd))
     try:
         # A session of its own: Ctrl-C in the terminal must not kill the MTA halfway
         # through a message; caffpy stops after this call instead.
