@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MIN_KEYS = 5
 # Keys the second worker certifies before handing them back: a hand-back costs
 # two gpg processes (export, import), one left at the end waits for the import.
+# Local certifications (gpg-sign-type l) travel only when both are told so.
 HAND_BACK = 4
 # What a second keyring needs of caffpy's: the keys, the trust databases, options.
 COPIED = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "tofu.db", "gpg.conf")
@@ -192,7 +193,8 @@ class SecondKeyring:
 
     def _export(self, keys: List[Key]) -> _HandBack:
         try:
-            return _HandBack(keys, self.gpg.export([k.fingerprint for k in keys]))
+            return _HandBack(keys, self.gpg.export([k.fingerprint for k in keys],
+                                                   ["export-local-sigs"]))
         except CaffError as error:
             return _HandBack(keys, error=error)
 
@@ -201,8 +203,8 @@ class SecondKeyring:
         error = back.error
         if error is None:
             try:
-                self.ws.gpg.import_keys(back.data, what="copying certifications into "
-                                        "caffpy's keyring")
+                self.ws.gpg.import_keys(back.data, ["import-local-sigs"],
+                                        what="copying certifications into caffpy's keyring")
             except CaffError as problem:
                 error = problem
         if error is None:

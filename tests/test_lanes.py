@@ -90,3 +90,22 @@ def test_a_failed_hand_back_is_reported_and_the_next_run_completes(big_party):
     counts = certifications_per_uid(caff.caffhome, [s[-16:] for s in big_party.signers])
     assert set(counts) == expected_certifications(caff)
     assert set(counts.values()) == {1}, counts
+
+
+def test_local_certifications_are_handed_back_too(big_party):
+    """gpg-sign-type l: gpg exports and imports local certifications only when asked."""
+    caff = new_caff(big_party, "gpg-sign-type = l\n")
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    signers = [s[-16:] for s in big_party.signers]
+    counts = certifications_per_uid(caff.caffhome, signers)
+    assert set(counts) == expected_certifications(caff)
+    assert set(counts.values()) == {1}, counts
+    classes, key = set(), None
+    for fields in (line.split(":") for line in keyring_signatures(caff.caffhome)):
+        if fields[0] == "pub":
+            key = fields[4]
+        elif fields[0] == "sig" and fields[4] in signers and key not in signers:
+            classes.add(fields[10])
+    assert classes == {"10l"}, classes         # local certifications only, on their keys
+    sent_once_each(caff)
