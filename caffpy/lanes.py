@@ -32,7 +32,7 @@ MIN_KEYS = 5
 # Keys the second worker certifies before handing them back: a hand-back costs
 # two gpg processes (export, import), one left at the end waits for the import.
 # Local certifications (gpg-sign-type l) travel only when both are told so.
-HAND_BACK = 4
+HAND_BACK = 8
 # What a second keyring needs of caffpy's: the keys, the trust databases, options.
 COPIED = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "tofu.db", "gpg.conf")
 # Free space a second keyring leaves at least, as a multiple of the keyring's size:
