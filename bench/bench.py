@@ -15,6 +15,7 @@ commits can be compared.
 
     make bench                 # N = 10 50 100 200 500
     bench/bench.py --sizes 10 50
+    bench/compare.py bench-results/OLD.json bench-results/NEW.json
 """
 
 import argparse
