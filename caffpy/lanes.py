@@ -7,7 +7,8 @@ seen), so the second worker signs in a copy of caffpy's keyring (linked to the
 same gpg-agent: the same secret keys). Every few keys it exports what it
 certified; the main worker, the only one that writes caffpy's keyring, imports
 those between its own certifications. When certify_all returns, or is
-interrupted, every certification made is in caffpy's keyring (or reported as\nnot copied, when gpg could not import it).
+interrupted, every certification made is in caffpy's keyring, or reported for
+its key when gpg could not copy it there (the next run certifies that key again).
 """
 
 import collections
