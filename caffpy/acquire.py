@@ -24,7 +24,7 @@ from caffpy import progress
 from caffpy.address import gpg_mailbox
 from caffpy.errors import CaffError, DataError, GpgError, KeyNotFoundError
 from caffpy.gpg import Fetched
-from caffpy.keys import Key, is_fingerprint
+from caffpy.keys import Key
 from caffpy.text import printable
 from caffpy.workspace import Workspace
 
@@ -251,13 +251,19 @@ def verify(ws: Workspace, requested: Sequence[str],
     """
     result = Acquired()
     listing = ws.gpg.list_keys(requested) if requested else []
+    # Keys by fingerprint and long ID, primary and subkey (a party has hundreds).
+    primary_index: Dict[str, List[Key]] = {}
+    subkey_index: Dict[str, List[Key]] = {}
+    for key in listing:
+        for index_id in (key.fingerprint, key.long_id):
+            primary_index.setdefault(index_id, []).append(key)
+        for sub in key.subkey_fingerprints:
+            for index_id in {sub, sub[-16:]}:
+                subkey_index.setdefault(index_id, []).append(key)
     seen = set()
     for key_id in requested:
-        if is_fingerprint(key_id):
-            primaries = [k for k in listing if k.fingerprint == key_id]
-        else:
-            primaries = [k for k in listing if k.long_id == key_id]
-        holders = [k for k in listing if any(s.endswith(key_id) for s in k.subkey_fingerprints)]
+        primaries = primary_index.get(key_id, [])
+        holders = subkey_index.get(key_id, [])
         if len(primaries) == 1:
             key = primaries[0]
             if key.fingerprint not in seen:
