@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
-from caffpy import progress
+from caffpy import lanes, progress
 from caffpy.address import gpg_mailbox
 from caffpy.errors import CaffError, DataError, GpgError, KeyNotFoundError
 from caffpy.gpg import Fetched
@@ -85,11 +85,13 @@ class FetchReport:
 def fetch(ws: Workspace, requested: Sequence[str], key_files: Sequence[str],
           from_gnupg: bool, download: bool, keyservers: Union[str, Sequence[str]],
           timeout: int, wkd: bool = False, locate: Sequence[str] = (),
-          party_uids: Optional[Dict[str, List[str]]] = None) -> FetchReport:
+          party_uids: Optional[Dict[str, List[str]]] = None,
+          second: Optional[lanes.SecondKeyring] = None) -> FetchReport:
     """Import the requested keys from every configured source.
 
     party_uids: the user IDs the party list shows for each fingerprint; keys
     lacking some of them are asked from the next keyserver and from WKD.
+    second: a second keyring that imports part of the key files (lanes.py).
     """
     report = FetchReport()
     party_uids = party_uids or {}
@@ -104,7 +106,8 @@ def fetch(ws: Workspace, requested: Sequence[str], key_files: Sequence[str],
         except OSError as error:
             raise DataError("cannot read key file %s: %s" % (path, error.strerror))
         try:
-            ws.gpg.import_keys(data, IMPORT_OPTIONS, what="importing key file %s" % path)
+            lanes.import_split(ws, data, IMPORT_OPTIONS, "importing key file %s" % path,
+                               second)
         except GpgError as error:
             report.warnings.append("key file %s: %s" % (path, str(error).split("\n")[0]))
     if download and requested:
@@ -244,13 +247,20 @@ def _report_missing_uids(ws: Workspace, requested: Sequence[str],
 
 
 def verify(ws: Workspace, requested: Sequence[str],
-           hints: Optional[Dict[str, List[str]]] = None) -> Acquired:
-    """Match every requested ID against a fresh listing of caffpy's keyring.
+           hints: Optional[Dict[str, List[str]]] = None,
+           second: Optional[lanes.SecondKeyring] = None) -> Acquired:
+    """Match every requested ID against a fresh listing of caffpy's keyring (and
+    of the second keyring, for the keys it holds).
 
     hints: what fetch() learnt about a key it could not get, for the error.
     """
     result = Acquired()
     listing = ws.gpg.list_keys(requested) if requested else []
+    if second is not None and second.holds and requested:
+        # The second keyring started as a copy of caffpy's: its version of a key it
+        # imported is the whole key; caffpy's may be an older one, or none.
+        listing = [k for k in listing if k.fingerprint not in second.holds] + \
+            [k for k in second.gpg.list_keys(requested) if k.fingerprint in second.holds]
     # Keys by fingerprint and long ID, primary and subkey (a party has hundreds).
     primary_index: Dict[str, List[Key]] = {}
     subkey_index: Dict[str, List[Key]] = {}

@@ -325,9 +325,11 @@ CAFFPY_FILES = [
     ("~/.caff/gnupghome/", "caffpy's own keyring, holding the keys to certify; its "
                            "gpg-agent socket leads to your agent."),
     ("~/.caff/lane/", "While caffpy certifies six keys or more on two cores: a copy "
-                      "of its keyring where a second gpg signs at the same time; its certifications are "
-                      "imported into ~/.caff/gnupghome/ as it goes, and it is removed "
-                      "at the end."),
+                      "of its keyring where a second gpg signs at the same time (and, when "
+                      "one key file is the only source of keys, imports part of it); "
+                      "its keys and certifications are imported into ~/.caff/gnupghome/ "
+                      "as it goes, and it is removed at the end."),
+
     ("~/.caff/keys/YYYY-MM-DD/", "Every mail (.eml) and key copy (.asc) made that day."),
     ("~/.caff/journal", "Which mails are pending, sent, failed or declined."),
     ("/usr/sbin/sendmail", "The MTA's sendmail program; caffpy runs "

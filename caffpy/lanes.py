@@ -9,21 +9,30 @@ certified; the main worker, the only one that writes caffpy's keyring, imports
 those between its own certifications. When certify_all returns, or is
 interrupted, every certification made is in caffpy's keyring, or reported for
 its key when gpg could not copy it there (the next run certifies that key again).
+
+Importing costs as much as certifying (gpg checks every self-signature), so
+when the keys come from key files only, the second keyring is made before the
+import and takes a share of the keys itself (import_split): those it certifies
+and hands back are imported into caffpy's keyring once, not twice, and the two
+imports run side by side. Such held keys all go back to caffpy's keyring,
+certified or not, before anything else reads it (certify_all, hand_back_all).
 """
 
 import collections
+import concurrent.futures
 import logging
 import os
 import queue
 import shutil
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Set
 
 from caffpy import progress
 from caffpy.errors import CaffError, GpgError
 from caffpy.gpg import Gpg
 from caffpy.keys import Key
+from caffpy.packets import dearmor, keyblock_bytes, split_packets, v4_fingerprint
 from caffpy.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -49,7 +58,7 @@ class Job:
 
 @dataclass
 class _HandBack:
-    keys: List[Key]
+    fingerprints: List[str]
     data: bytes = b""
     error: Optional[CaffError] = None
 
@@ -77,10 +86,14 @@ def _next(jobs: Deque[Job]) -> Optional[Job]:
         return None
 
 
-def certify_all(ws: Workspace, jobs: Sequence[Job],
-                certify: Callable[[Gpg, Job], None]) -> Dict[str, Exception]:
+def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job], None],
+                second: Optional["SecondKeyring"] = None) -> Dict[str, Exception]:
     """certify(gpg, job) for each job, on two keyrings when there are enough;
-    returns the per-key failures (a failed key does not stop the others)."""
+    returns the per-key failures (a failed key does not stop the others).
+
+    second: a second keyring made by import_split; the keys it holds are
+    certified there, the others in caffpy's keyring, and all come back.
+    """
     failures: Dict[str, Exception] = {}
     shown = _Progress(len(jobs))
 
@@ -94,36 +107,46 @@ def certify_all(ws: Workspace, jobs: Sequence[Job],
             return False
         return True
 
-    if not jobs:
-        return failures
-    # The first one alone: it may ask for the passphrase, and two gpg processes
-    # asking at once would each show a pinentry.
-    attempt(ws.gpg, jobs[0])
-    rest: Deque[Job] = collections.deque(jobs[1:])
-    second = SecondKeyring.make(ws) if len(rest) >= MIN_KEYS and cores() >= 2 else None
+    held = second.holds if second is not None else set()
+    rest = collections.deque(jobs)
+    if rest:
+        # The first one alone: it may ask for the passphrase, and two gpg processes
+        # asking at once would each show a pinentry.
+        first = rest.popleft()
+        attempt(second.gpg if first.key.fingerprint in held else ws.gpg, first)
     if second is None:
-        while rest:
-            attempt(ws.gpg, rest.popleft())
-        return failures
+        second = SecondKeyring.make(ws) if len(rest) >= MIN_KEYS and cores() >= 2 else None
+        if second is None:
+            while rest:
+                attempt(ws.gpg, rest.popleft())
+            return failures
+        main_jobs = lane_jobs = rest        # one queue: both keyrings hold every key
+    else:
+        main_jobs = collections.deque(j for j in rest if j.key.fingerprint not in held)
+        lane_jobs = collections.deque(j for j in rest if j.key.fingerprint in held)
     with second:
         handed_back: "queue.Queue[Optional[_HandBack]]" = queue.Queue()
-        worker = threading.Thread(target=second.work, args=(rest, attempt, handed_back),
+        worker = threading.Thread(target=second.work, args=(lane_jobs, attempt, handed_back),
                                   name="second keyring", daemon=True)
         worker.start()
         worker_done = False
         try:
-            while not worker_done:
-                job = _next(rest) if handed_back.empty() else None
-                if job is not None:
-                    attempt(ws.gpg, job)
+            while True:
+                # Hand-backs first; waiting for them when there is nothing to certify here.
+                if not worker_done and (not handed_back.empty() or not main_jobs):
+                    back = handed_back.get()
+                    if back is None:
+                        worker_done = True
+                    else:
+                        second.merge(back, failures)
                     continue
-                back = handed_back.get()    # a hand-back, or nothing left to certify here
-                if back is None:
-                    worker_done = True
-                else:
-                    second.merge(back, failures)
+                job = _next(main_jobs)
+                if job is None:
+                    break
+                attempt(ws.gpg, job)
         finally:
-            rest.clear()        # interrupted: the worker stops after its current key
+            main_jobs.clear()   # interrupted: the worker stops after its current key
+            lane_jobs.clear()
             worker.join()
             while not worker_done:      # what it certified still goes into caffpy's keyring
                 back = handed_back.get()
@@ -134,6 +157,48 @@ def certify_all(ws: Workspace, jobs: Sequence[Job],
     return failures
 
 
+def import_split(ws: Workspace, data: bytes, options: Sequence[str], what: str,
+                 second: Optional["SecondKeyring"]) -> List[str]:
+    """Import key data into caffpy's keyring, or, with a second keyring, part of it
+    there (side by side); returns the fingerprints gpg reports, as import_keys."""
+    blocks = split_keyblocks(data) if second is not None else []
+    if len(blocks) < 2 * MIN_KEYS:
+        return ws.gpg.import_keys(data, options, what=what)
+    # The second keyring certifies more keys: caffpy's also imports what it hands back.
+    cut = len(blocks) * 2 // 5
+    ours, theirs = b"".join(blocks[:cut]), b"".join(blocks[cut:])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        held = pool.submit(second.gpg.import_keys, theirs, options, what)
+        try:
+            imported, problem = ws.gpg.import_keys(ours, options, what=what), None
+        except GpgError as error:
+            imported, problem = [], error
+        second.holds.update(held.result())      # kept even when the other part failed
+    if problem is not None:
+        raise problem
+    return imported + sorted(second.holds)
+
+
+def split_keyblocks(data: bytes) -> List[bytes]:
+    """The binary keyblocks of key data: binary, or one armored block and nothing
+    else; [] for anything else (then it is imported in one piece, as gpg reads it)."""
+    text = data.strip()
+    try:
+        if text.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+            if text.count(b"-----BEGIN PGP") != 1 or \
+                    not text.endswith(b"-----END PGP PUBLIC KEY BLOCK-----"):
+                return []
+            data = dearmor(text)
+        elif not data or not data[0] & 0x80:
+            return []
+        blocks = keyblock_bytes(data)
+        # A key given twice goes to one keyring, whole: gpg merges its parts there.
+        primaries = [v4_fingerprint(next(split_packets(block)).body) for block in blocks]
+        return blocks if len(set(primaries)) == len(primaries) else []
+    except (ValueError, CaffError):
+        return []
+
+
 class SecondKeyring:
     """caffhome/lane: a copy of caffpy's keyring for the second worker, removed at the end."""
 
@@ -141,6 +206,8 @@ class SecondKeyring:
         self.ws = ws
         self.home = os.path.join(ws.caffhome, "lane")
         self.gpg = Gpg(self.home, ws.gpg.binary, ws.gpg.extra_args)
+        self.holds: Set[str] = set()     # fingerprints imported here only (import_split)
+        self.handed: Set[str] = set()    # held keys handed back already
 
     @classmethod
     def make(cls, ws: Workspace) -> Optional["SecondKeyring"]:
@@ -170,34 +237,49 @@ class SecondKeyring:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the second keyring (again: harmless)."""
         self.ws.gpg.calls += self.gpg.calls
+        self.gpg.calls = 0
         shutil.rmtree(self.home, ignore_errors=True)
+
+    def hand_back_all(self, failures: Dict[str, Exception]) -> None:
+        """Every held key into caffpy's keyring, then remove the second keyring: for
+        the runs that do not certify through certify_all (no-sign, decisions)."""
+        rest = sorted(self.holds - self.handed)
+        if rest:
+            self.merge(self._export(rest), failures)
+        self.close()
 
     def work(self, jobs: Deque[Job], attempt: Callable[[Gpg, Job], bool],
              handed_back: "queue.Queue[Optional[_HandBack]]") -> None:
-        """The second worker: certify keys from jobs, handing them back in small batches."""
-        certified: List[Key] = []
+        """The second worker: certify keys from jobs, handing them back in small
+        batches; at the end also the keys it holds and did not certify."""
+        certified: List[str] = []
         try:
             while True:
                 job = _next(jobs)
                 if job is None:
                     break
                 if attempt(self.gpg, job):
-                    certified.append(job.key)
+                    certified.append(job.key.fingerprint)
                 if len(certified) >= HAND_BACK:
                     handed_back.put(self._export(certified))
                     certified = []
         finally:
-            if certified:
-                handed_back.put(self._export(certified))
+            rest = certified + sorted(self.holds - self.handed - set(certified))
+            if rest:
+                handed_back.put(self._export(rest))
             handed_back.put(None)
 
-    def _export(self, keys: List[Key]) -> _HandBack:
+    def _export(self, fingerprints: List[str]) -> _HandBack:
+        self.handed.update(fingerprints)
         try:
-            return _HandBack(keys, self.gpg.export([k.fingerprint for k in keys],
-                                                   ["export-local-sigs"]))
+            return _HandBack(fingerprints, self.gpg.export(fingerprints, ["export-local-sigs"]))
         except CaffError as error:
-            return _HandBack(keys, error=error)
+            return _HandBack(fingerprints, error=error)
 
     def merge(self, back: _HandBack, failures: Dict[str, Exception]) -> None:
         """Import a batch of the second worker's certifications into caffpy's keyring."""
@@ -210,9 +292,9 @@ class SecondKeyring:
                 error = problem
         if error is None:
             return
-        for key in back.keys:
-            failures[key.fingerprint] = GpgError(
-                "key 0x%s: certified in a second keyring, but the certifications could not "
-                "be copied into caffpy's keyring (%s); the next run certifies it again"
-                % (key.long_id, error))
-            log.error("%s", failures[key.fingerprint])
+        for fingerprint in back.fingerprints:
+            failures[fingerprint] = GpgError(
+                "key 0x%s: in a second keyring, but it could not be copied into caffpy's "
+                "keyring with its certifications (%s); the next run certifies it again"
+                % (fingerprint[-16:], error))
+            log.error("%s", failures[fingerprint])

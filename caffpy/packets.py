@@ -200,6 +200,18 @@ def parse_keyblocks(data: bytes) -> Dict[str, KeyBlock]:
     return blocks
 
 
+def keyblock_bytes(data: bytes) -> List[bytes]:
+    """Binary key data cut into its keyblocks, each exactly as it came."""
+    blocks: List[List[bytes]] = []
+    for packet in split_packets(data):
+        if packet.tag == TAG_PUBLIC_KEY:
+            blocks.append([])
+        elif not blocks:
+            raise PacketError("key data does not start with a public key")
+        blocks[-1].append(packet.raw)
+    return [b"".join(block) for block in blocks]
+
+
 def standing_certifications(uid: UidBlock, signer_ids: Iterable[str]) -> Dict[str, Signature]:
     """Signers (long key IDs) -> their newest certification of uid, unless revoked since."""
     latest: Dict[str, Signature] = {}

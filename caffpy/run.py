@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from caffpy import acquire, delivery, mta, signing
+from caffpy import acquire, delivery, lanes, mta, signing
 from caffpy import journal as jr
 from caffpy.decisions import Decisions
 from caffpy.errors import CaffError, ConfigError, MtaError
@@ -137,6 +137,7 @@ class Session:
         self.own: List[Key] = []
         self.signers: List[Key] = []
         self.key_hints: Dict[str, List[str]] = {}    # why a key could not be fetched
+        self.second: Optional[lanes.SecondKeyring] = None    # made by fetch_keys(split=True)
 
     def __enter__(self) -> "Session":
         self.ws.create()
@@ -157,6 +158,8 @@ class Session:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.second is not None:
+            self.second.close()     # a run that stopped before certifying
         self.journal.close()
         self.ws.unlock()
         self.report.gpg_calls = self.ws.gpg.calls + self.ws.user_gpg.calls
@@ -172,7 +175,7 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
     report = Report(keys_requested=len(requested))
     check_mail_path(config, options, prompter)
     with Session(config, options, prompter, report) as session:
-        fetch_keys(session, requested)
+        fetch_keys(session, requested, split=True)
         keys = verified_keys(session, requested)
         if keys is None:
             return report
@@ -182,16 +185,26 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
     return report
 
 
-def fetch_keys(session: Session, requested: Sequence[str], download: bool = True) -> None:
-    """Phase 1a: import the requested keys from every configured source."""
+def fetch_keys(session: Session, requested: Sequence[str], download: bool = True,
+               split: bool = False) -> None:
+    """Phase 1a: import the requested keys from every configured source.
+
+    split: when one key file is the only source, a second keyring imports part
+    of it and certifies those keys (lanes.py); certify() brings them all back.
+    """
     config = session.config
     options = session.options
+    downloads = download and not config["no-download"]
+    if split and len(config["key-files"]) == 1 and not config["keys-from-gnupg"] \
+            and not downloads and not config["wkd"] and not options.locate \
+            and not options.party_uids and config["gpg-sign-type"] in ("", "l") \
+            and lanes.cores() >= 2:
+        session.second = lanes.SecondKeyring.make(session.ws)
     fetched = acquire.fetch(session.ws, requested, config["key-files"],
-                            config["keys-from-gnupg"],
-                            download and not config["no-download"], config["keyserver"],
+                            config["keys-from-gnupg"], downloads, config["keyserver"],
                             config["recv-timeout"], wkd=download and config["wkd"],
                             locate=options.locate if download else [],
-                            party_uids=options.party_uids)
+                            party_uids=options.party_uids, second=session.second)
     for warning in fetched.warnings:
         log.warning("%s", warning)
     session.key_hints = fetched.hints
@@ -200,7 +213,7 @@ def fetch_keys(session: Session, requested: Sequence[str], download: bool = True
 def verified_keys(session: Session, requested: Sequence[str]) -> Optional[List[Key]]:
     """Phase 1b: the usable keys that are exactly the ones asked for (None: user stopped)."""
     report, prompter = session.report, session.prompter
-    acquired = acquire.verify(session.ws, requested, session.key_hints)
+    acquired = acquire.verify(session.ws, requested, session.key_hints, session.second)
     for problem in acquired.problems:
         log.error("%s", problem)
         report.problems.append(problem)
@@ -232,6 +245,12 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
     if not no_sign and config["ask-sign"] and not prompter.ask("Continue with signing?",
                                                               default=True):
         no_sign = True
+    second, session.second = session.second, None      # certify_all or here: all come back
+    if second is not None and (no_sign or decisions is not None):
+        handed: Dict[str, Exception] = {}
+        second.hand_back_all(handed)
+        report.problems.extend(handed.values())
+        second = None
     if no_sign:
         return parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
     signers = session.signers
@@ -239,8 +258,8 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
         failures, certified, notes = signing.sign_chosen(ws, keys, signers, decisions)
         report.notes.extend(notes)
     else:
-        before = parse_keyblocks(ws.gpg.export_on_all_cores(fingerprints, session.export_options))
-        failures = signing.sign_keys(ws, keys, before, signers, config, prompter)
+        before = export_blocks(ws, fingerprints, session.export_options, second)
+        failures = signing.sign_keys(ws, keys, before, signers, config, prompter, second)
     report.problems.extend(failures.values())
     if config["also-lsign-in-gnupghome"] != "no":
         done = [k for k in keys if k.fingerprint not in failures]
@@ -254,6 +273,17 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
             for s in signers)]
     report.keys_certified = len(certified)
     return after
+
+
+def export_blocks(ws: Workspace, fingerprints: Sequence[str], options: Sequence[str],
+                  second: Optional[lanes.SecondKeyring]) -> Dict[str, KeyBlock]:
+    """The keyblocks as they are now: the keys a second keyring holds come from it."""
+    held = [f for f in fingerprints if second is not None and f in second.holds]
+    blocks = parse_keyblocks(ws.gpg.export_on_all_cores(
+        [f for f in fingerprints if f not in held], options))
+    if held:
+        blocks.update(parse_keyblocks(second.gpg.export_on_all_cores(held, options)))
+    return blocks
 
 
 def compose(session: Session, keys: List[Key], blocks: Dict[str, KeyBlock]) -> List[jr.MailRecord]:

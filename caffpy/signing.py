@@ -2,7 +2,7 @@
 
 import logging
 import subprocess
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from caffpy import lanes, progress
 from caffpy.errors import ConfigError, GpgError
@@ -48,11 +48,13 @@ def describe(key: Key) -> str:
 
 
 def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
-              signers: Sequence[Key], config, prompter: Prompter) -> Dict[str, Exception]:
+              signers: Sequence[Key], config, prompter: Prompter,
+              second: Optional[lanes.SecondKeyring] = None) -> Dict[str, Exception]:
     """Certify every valid UID of each key with each signer; returns per-key failures.
 
     The questions come first, for every key; then gpg certifies, on two
-    keyrings at once when there are enough keys (lanes.py).
+    keyrings at once when there are enough keys (lanes.py); second: the one
+    that imported part of the keys (only with gpg-sign-type '' or 'l').
     """
     sign_type = config["gpg-sign-type"]
     args = cert_args(config)
@@ -81,7 +83,7 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
                 log.error("key 0x%s: %s", job.key.long_id, error)
         return failures
     return lanes.certify_all(ws, jobs, lambda gpg, job: gpg.certify(
-        job.key.fingerprint, job.signers, local=sign_type == "l", cert_args=args))
+        job.key.fingerprint, job.signers, local=sign_type == "l", cert_args=args), second)
 
 
 def _sign_interactively(ws: Workspace, key: Key, signer: str, sign_type: str,

@@ -404,15 +404,16 @@ def new_caff(party: demo.Party, extra: str = "") -> Caff:
     return caff
 
 
-def use_gpg_wrapper(caff: Caff, template: str, **fields: str) -> str:
-    """Make caff's config run gpg through a shell script, template % fields, which
-    can record calls in the log file it gets as %(log)s; returns that log's path."""
+def use_gpg_wrapper(caff: Caff, template: str, config: str = "", **fields: str) -> str:
+    """Make caff's config (with the settings in config) run gpg through a shell
+    script, template % fields, which can record calls in the log file it gets as
+    %(log)s; returns that log's path."""
     log = os.path.join(caff.base, "gpg.log")
     wrapper = os.path.join(caff.base, "gpg-wrapper")
     with open(wrapper, "w") as handle:
         handle.write(template % dict(fields, log=log))
     os.chmod(wrapper, 0o755)
-    caff.write_config("gpg = %s\n" % wrapper)
+    caff.write_config("gpg = %s\n%s" % (wrapper, config))
     return log
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from conftest import certifications_per_uid, keyring_signatures, new_caff, new_dir, \
     register_gpg_home, use_gpg_wrapper
 
-from caffpy import demo
+from caffpy import demo, lanes
 
 LOGGING_GPG = """#!/bin/sh
 # gpg that records each call; with a pattern, the calls matching it fail.
@@ -75,7 +75,7 @@ def test_two_keyrings_certify_every_uid_once(big_party):
 
 def test_a_failed_hand_back_is_reported_and_the_next_run_completes(big_party):
     caff = new_caff(big_party)
-    use_gpg_wrapper(caff, LOGGING_GPG, fail="*/lane\\ *--export*")
+    use_gpg_wrapper(caff, LOGGING_GPG, fail="*/lane\\ *export-local-sigs*--export*")
     code, out, err = caff.run_party()
     assert code == 69, err
     assert "Traceback" not in err
@@ -109,3 +109,69 @@ def test_local_certifications_are_handed_back_too(big_party):
             classes.add(fields[10])
     assert classes == {"10l"}, classes         # local certifications only, on their keys
     sent_once_each(caff)
+
+
+def test_the_split_import_puts_every_key_in_caffpys_keyring(big_party):
+    """With one key file as the only source, the second keyring imports part of it;
+    those keys all come back, also when nothing is certified (no-sign)."""
+    caff = new_caff(big_party)
+    log = use_gpg_wrapper(caff, LOGGING_GPG, config="no-sign = yes\n", fail="__nothing__")
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    with open(log) as handle:
+        imports = [line for line in handle if "--import-options import-clean" in line]
+    assert any("/lane " in line for line in imports)          # the split took place
+    keys = {line.split(":")[4] for line in keyring_signatures(caff.caffhome)
+            if line.startswith("pub:")}
+    assert {p.fingerprint[-16:] for p in big_party.participants} <= keys
+    assert not os.path.exists(os.path.join(caff.caffhome, "lane"))
+    assert caff.sendmail.sent() == []                          # nothing certified
+
+
+def test_a_key_updated_since_the_last_run_gets_its_new_user_id_certified():
+    """The second keyring's copy of a key (the whole key) decides, not the older one
+    in caffpy's keyring: a user ID added since is certified and mailed, once."""
+    party = demo.make_party(new_dir(), 2 * len(demo.KINDS))
+    register_gpg_home(party.user_home)
+    register_gpg_home(party.participants_home)
+    caff = new_caff(party)
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    first = len(caff.sendmail.sent())
+    plain = [p for p in party.participants if p.kind == "plain"][-1]
+    new_address = "new.%s" % plain.mailable[0]
+    demo.gpg(party.participants_home, "--quick-add-uid", plain.fingerprint,
+             "%s <%s>" % (plain.name, new_address))
+    with open(party.key_file, "wb") as handle:
+        handle.write(demo.gpg(party.participants_home, "--export", "--", *party.fingerprints))
+    code, out, err = caff.run_party()
+    assert code == 0, err
+    second_run = [call.recipient for call in caff.sendmail.sent()[first:]]
+    assert second_run == [new_address]
+    counts = certifications_per_uid(caff.caffhome, [s[-16:] for s in party.signers])
+    assert set(counts.values()) == {1}, counts
+    assert len([k for k in counts if k[0] == plain.fingerprint[-16:]]) == 2 * len(party.signers)
+
+
+@pytest.mark.parametrize("shape", ["binary", "armored"])
+def test_split_keyblocks_cuts_exactly_at_the_keys(big_party, shape):
+    data = demo.gpg(big_party.participants_home, "--export", "--",
+                    *big_party.fingerprints[:12])
+    if shape == "armored":
+        data = demo.gpg(big_party.participants_home, "--armor", "--export", "--",
+                        *big_party.fingerprints[:12])
+    blocks = lanes.split_keyblocks(data)
+    assert len(blocks) == 12
+    assert b"".join(blocks) == demo.gpg(big_party.participants_home, "--export", "--",
+                                        *big_party.fingerprints[:12])
+
+
+def test_split_keyblocks_leaves_doubtful_data_whole(big_party):
+    """A key given twice, two armored blocks, text around one, or damaged data:
+    imported in one piece, as gpg reads it."""
+    binary = demo.gpg(big_party.participants_home, "--export", "--", *big_party.fingerprints[:3])
+    armored = demo.gpg(big_party.participants_home, "--armor", "--export", "--",
+                       *big_party.fingerprints[:3])
+    for data in (binary + binary, armored + armored, b"Hello\n" + armored,
+                 binary[:-7], b"\x00" + binary, b""):
+        assert lanes.split_keyblocks(data) == []
