@@ -159,7 +159,7 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         if self.second is not None:
-            self.second.close()     # a run that stopped before certifying
+            self.second.close()     # done already, unless the run stopped before certifying
         self.journal.close()
         self.ws.unlock()
         self.report.gpg_calls = self.ws.gpg.calls + self.ws.user_gpg.calls
@@ -245,7 +245,7 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
     if not no_sign and config["ask-sign"] and not prompter.ask("Continue with signing?",
                                                               default=True):
         no_sign = True
-    second, session.second = session.second, None      # certify_all or here: all come back
+    second = session.second     # its keys all come back: here, or through certify_all
     if second is not None and (no_sign or decisions is not None):
         handed: Dict[str, Exception] = {}
         second.hand_back_all(handed)
