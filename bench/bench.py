@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Benchmark: caffpy end to end on generated parties, next to a one-process-per-operation baseline.
 
-For each party size N it prints wall and CPU seconds, keys per second, gpg
+The parties are caffpy.demo's mix (several user IDs, revoked and address-less
+ones, photo IDs, sign-only, expired and RSA 3072 keys, non-ASCII names), made
+once per size. For each N it prints wall and CPU seconds, keys per second, gpg
 processes per key and peak memory, for caffpy and for the baseline (the
 unavoidable work done naively: one import, one --quick-sign-key per key; one
 export, one encryption and one sendmail call per mail), measured in the same
