@@ -96,6 +96,7 @@ def fetch(ws: Workspace, requested: Sequence[str], key_files: Sequence[str],
     report = FetchReport()
     party_uids = party_uids or {}
     if from_gnupg:
+        progress.note("importing the keys from your keyring")
         data = ws.user_gpg.export(requested)
         if data:
             ws.gpg.import_keys(data, IMPORT_OPTIONS, what="importing keys from your keyring")
@@ -105,6 +106,7 @@ def fetch(ws: Workspace, requested: Sequence[str], key_files: Sequence[str],
                 data = handle.read()
         except OSError as error:
             raise DataError("cannot read key file %s: %s" % (path, error.strerror))
+        progress.note("importing the keys in %s" % path)
         try:
             lanes.import_split(ws, data, IMPORT_OPTIONS, "importing key file %s" % path,
                                second)
