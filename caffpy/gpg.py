@@ -106,6 +106,11 @@ def gpg_version(binary: str = "gpg") -> str:
                        "in ~/.caffrc" % (binary, error))
 
 
+def cores() -> int:
+    """How many gpg processes can work at once: the cores this process may use."""
+    return len(os.sched_getaffinity(0))
+
+
 def _read_all(fd: int, sink: list) -> None:
     with os.fdopen(fd, "rb") as stream:
         sink.append(stream.read())
@@ -204,7 +209,7 @@ class Gpg:
     def export_on_all_cores(self, fingerprints: Sequence[str], options: Sequence[str] = ()) -> bytes:
         """export, split over one gpg process per core: export-clean checks every
         certification, which is CPU work. Only while nothing writes the keyring."""
-        workers = min(len(os.sched_getaffinity(0)), len(fingerprints) // 8) or 1
+        workers = min(cores(), len(fingerprints) // 8) or 1
         if workers == 1:
             return self.export(fingerprints, options)
         parts = [fingerprints[i::workers] for i in range(workers)]

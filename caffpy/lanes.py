@@ -30,7 +30,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Set
 
 from caffpy import progress
 from caffpy.errors import CaffError, GpgError
-from caffpy.gpg import Gpg
+from caffpy.gpg import Gpg, cores as gpg_cores
 from caffpy.keys import Key
 from caffpy.packets import dearmor, keyblock_bytes, split_packets, v4_fingerprint
 from caffpy.workspace import Workspace
@@ -75,10 +75,6 @@ class _Progress:
             progress.step("certifying", self.done, self.total, "0x" + key.long_id)
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 def _next(jobs: Deque[Job]) -> Optional[Job]:
     try:
         return jobs.popleft()
@@ -115,7 +111,7 @@ def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job]
         first = rest.popleft()
         attempt(second.gpg if first.key.fingerprint in held else ws.gpg, first)
     if second is None:
-        second = SecondKeyring.make(ws) if len(rest) >= MIN_KEYS and cores() >= 2 else None
+        second = SecondKeyring.make(ws) if len(rest) >= MIN_KEYS and gpg_cores() >= 2 else None
         if second is None:
             while rest:
                 attempt(ws.gpg, rest.popleft())
@@ -173,10 +169,11 @@ def import_split(ws: Workspace, data: bytes, options: Sequence[str], what: str,
             imported, problem = ws.gpg.import_keys(ours, options, what=what), None
         except GpgError as error:
             imported, problem = [], error
-        second.holds.update(held.result())      # kept even when the other part failed
+        held_fprs = held.result()
+        second.holds.update(held_fprs)      # kept even when the other part failed
     if problem is not None:
         raise problem
-    return imported + sorted(second.holds)
+    return imported + held_fprs
 
 
 def split_keyblocks(data: bytes) -> List[bytes]:

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from caffpy import acquire, delivery, lanes, mta, signing
+from caffpy import acquire, delivery, gpg, lanes, mta, signing
 from caffpy import journal as jr
 from caffpy.decisions import Decisions
 from caffpy.errors import CaffError, ConfigError, MtaError
@@ -198,7 +198,7 @@ def fetch_keys(session: Session, requested: Sequence[str], download: bool = True
     if split and len(config["key-files"]) == 1 and not config["keys-from-gnupg"] \
             and not downloads and not config["wkd"] and not options.locate \
             and not options.party_uids and config["gpg-sign-type"] in ("", "l") \
-            and lanes.cores() >= 2:
+            and gpg.cores() >= 2:
         session.second = lanes.SecondKeyring.make(session.ws)
     fetched = acquire.fetch(session.ws, requested, config["key-files"],
                             config["keys-from-gnupg"], downloads, config["keyserver"],
