@@ -197,7 +197,8 @@ def split_keyblocks(data: bytes) -> List[bytes]:
 
 
 class SecondKeyring:
-    """caffhome/lane: a copy of caffpy's keyring for the second worker, removed at the end."""
+    """caffhome/lane: a copy of caffpy's keyring for the second worker (with, after
+    import_split, keys of its own: holds), removed at the end."""
 
     def __init__(self, ws: Workspace):
         self.ws = ws
@@ -279,7 +280,8 @@ class SecondKeyring:
             return _HandBack(fingerprints, error=error)
 
     def merge(self, back: _HandBack, failures: Dict[str, Exception]) -> None:
-        """Import a batch of the second worker's certifications into caffpy's keyring."""
+        """Import a batch of the second worker's keys, with their certifications,
+        into caffpy's keyring; a batch that cannot be is reported for each key."""
         error = back.error
         if error is None:
             try:
