@@ -18,10 +18,12 @@ import email.policy
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -403,6 +405,27 @@ def new_caff(party: demo.Party, extra: str = "") -> Caff:
     caff.env = base_env(home, party.user_home, caff.config)
     return caff
 
+
+def read_terminal(master: int, timeout: float, respond=None) -> bytes:
+    """What a pseudo-terminal shows until the program on it has ended and closed it;
+    respond(shown so far) runs after each chunk and may write answers to master.
+    AssertionError, with what it showed, when the program does not end in time."""
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([master], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:         # EIO: the program has ended and closed the terminal
+            return shown
+        if not chunk:
+            return shown
+        shown += chunk
+        if respond is not None:
+            respond(shown)
+    raise AssertionError("the program did not end; the terminal showed:\n%s"
+                         % shown.decode("utf-8", "replace"))
 
 def use_gpg_wrapper(caff: Caff, template: str, config: str = "", **fields: str) -> str:
     """Make caff's config (with the settings in config) run gpg through a shell

@@ -11,17 +11,15 @@ import hashlib
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
 import threading
-import time
 
 import pytest
 
 from caffpy.text import printable
 from conftest import (PYTHON, REPO, base_env, gpg, keyring_signatures, new_caff, new_dir,
-                      participant, register_gpg_home, run_caffpy, summary_has)
+                      participant, read_terminal, register_gpg_home, run_caffpy, summary_has)
 from test_bundle import sides  # noqa: F401  (a fixture: the offline flow's two sides)
 import crafting
 
@@ -47,28 +45,19 @@ def run_on_terminal(args, env, rules, timeout=120):
     stderr = []
     reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()))
     reader.start()
-    shown, since = b"", 0
-    deadline = time.monotonic() + timeout
+    since = 0
+
+    def answer(shown):
+        nonlocal since
+        question = shown[since:].decode("utf-8", "replace")
+        if QUESTION_END.search(question):
+            reply = next((a for pattern, a in rules if re.search(pattern, question)), None)
+            assert reply is not None, "no rule answers this question:\n" + question
+            os.write(master, reply.encode() + b"\n")
+            since = len(shown)
+
     try:
-        while time.monotonic() < deadline:
-            if not select.select([master], [], [], 0.5)[0]:
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:         # EIO: caffpy closed the terminal, it has ended
-                break
-            if not chunk:
-                break
-            shown += chunk
-            question = shown[since:].decode("utf-8", "replace")
-            if QUESTION_END.search(question):
-                answer = next((a for pattern, a in rules if re.search(pattern, question)), None)
-                assert answer is not None, "no rule answers this question:\n" + question
-                os.write(master, answer.encode() + b"\n")
-                since = len(shown)
-        else:
-            raise AssertionError("caffpy did not finish; the terminal showed:\n%s"
-                                 % shown.decode("utf-8", "replace"))
+        shown = read_terminal(master, timeout, answer)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -3,11 +3,9 @@ when stderr is not a terminal, none of it, only warnings and the summary."""
 
 import os
 import re
-import select
 import subprocess
-import time
 
-from conftest import PYTHON, REPO
+from conftest import PYTHON, REPO, read_terminal
 
 CLEAR_LINE = "\r\x1b[K"
 
@@ -20,19 +18,8 @@ def run_with_stderr_on_terminal(caff, timeout=120):
                             env=caff.env, cwd=REPO, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=slave, start_new_session=True)
     os.close(slave)
-    shown = b""
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if not select.select([master], [], [], 0.5)[0]:
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:         # EIO: caffpy has ended and closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown = read_terminal(master, timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
