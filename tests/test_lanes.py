@@ -5,6 +5,7 @@ from sight: the next run makes and mails it."""
 
 import collections
 import os
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from conftest import certifications_per_uid, keyring_signatures, new_caff, new_d
     register_gpg_home, use_gpg_wrapper
 
 from caffpy import demo, lanes
+from test_interrupt import SLOW_GPG, finish_and_check, interrupt, start, wait_for
 
 LOGGING_GPG = """#!/bin/sh
 # gpg that records each call; with a pattern, the calls matching it fail.
@@ -175,3 +177,21 @@ def test_split_keyblocks_leaves_doubtful_data_whole(big_party):
     for data in (binary + binary, armored + armored, b"Hello\n" + armored,
                  binary[:-7], b"\x00" + binary, b""):
         assert lanes.split_keyblocks(data) == []
+
+
+@pytest.mark.parametrize("marker", ["--import", "--quick-sign-key"])
+def test_ctrl_c_with_two_keyrings_then_the_next_run_completes(big_party, marker):
+    """Ctrl-C while both keyrings import, or both sign: exit 130, no traceback, no
+    second keyring left behind; the next run mails each address once and no
+    certification is made twice."""
+    caff = new_caff(big_party)
+    log = use_gpg_wrapper(caff, SLOW_GPG, marker=marker)
+    proc = start(caff)
+    wait_for(lambda: os.path.exists(log) and
+             any(marker in line and "/lane " in line for line in open(log)))
+    time.sleep(0.3)
+    code, err = interrupt(proc)
+    assert code == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not os.path.exists(os.path.join(caff.caffhome, "lane"))
+    finish_and_check(caff)
