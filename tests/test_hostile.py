@@ -404,3 +404,31 @@ def test_flooded_key_neither_stalls_nor_reaches_the_mail(stage):
     assert len(signatures) == 1 + len(stage.party.signers), len(signatures)
     assert set(issuers(packets)) == set(stage.signer_key_ids()) | {participant.fingerprint[-16:]}
 
+
+
+@pytest.mark.parametrize("place", ["first", "last"])
+def test_a_smuggled_subkey_in_a_key_file_split_over_two_keyrings(place):
+    """Enough keys for the second keyring to import part of the file: the victim's
+    real key and an attacker's key carrying it as a bound subkey land in different
+    keyrings (the attacker's first or last). The real key is the one certified and
+    mailed; the attacker's is neither."""
+    stage = Stage(participants=12)
+    try:
+        victim = stage.party.participants[-1 if place == "first" else 0]
+        victim_body = crafting.split_packets(stage.export([victim.fingerprint], armor=False))[0][1]
+        attacker = crafting.build_key([b"Mallory <mallory@evil.test>"], seed=b"attacker")
+        smuggled = crafting.smuggle(attacker, victim_body, bind=True)
+        party_keys = stage.export(stage.party.fingerprints, armor=False)
+        data = smuggled + party_keys if place == "first" else party_keys + smuggled
+        key_file = stage.write("keys.pgp", data)
+        result = stage.certify_and_mail(stage.party.fingerprints, [key_file])
+        assert "Traceback" not in result.output
+        assert result.returncode == 0, result.output
+        assert sorted(m.recipient for m in stage.mails()) == sorted(stage.party.expected_mails())
+        assert not any("evil.test" in m.recipient for m in stage.mails())
+        sigs = gpg(stage.caff_gnupghome, "--with-colons", "--list-sigs", "--",
+                   attacker.fingerprint, check=False).stdout.decode()
+        for signer in stage.signer_key_ids():
+            assert signer not in sigs
+    finally:
+        stage.close()
