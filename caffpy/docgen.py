@@ -284,7 +284,9 @@ asked for.
 
 2. It certifies every valid user ID of the key with each of your keys (the \
 keyid setting, or those given with -u). Signing goes through your own \
-gpg-agent, so your secret keys never leave your keyring.
+gpg-agent, so your secret keys never leave your keyring. Without --batch it \
+shows each key and asks first, for all keys; then it signs, with two gpg \
+processes at once when there are enough keys and cores.
 
 3. For every certified user ID with a mail address, it makes a copy of the key \
 holding only that user ID and your certification, encrypts it to the key, and \
