@@ -1,7 +1,9 @@
 """Certifying on two keyrings at once (caffpy/lanes.py): every valid user ID is
 certified exactly once by each signer, every certification ends up in caffpy's
 keyring, and a certification that cannot be handed back is reported, not lost
-from sight: the next run makes and mails it."""
+from sight: the next run makes and mails it. With one key file as the only
+source, the second keyring imports part of it: every key still ends up in
+caffpy's keyring, and its newest version is the one certified."""
 
 import collections
 import os
