@@ -11,9 +11,11 @@ caffpy uses it only for the version check, where no key data is involved.
 import concurrent.futures
 import logging
 import os
+import selectors
 import shlex
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -111,9 +113,49 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _read_all(fd: int, sink: list) -> None:
-    with os.fdopen(fd, "rb") as stream:
-        sink.append(stream.read())
+def _exchange(proc: subprocess.Popen, input: bytes, status_fd: int,
+              timeout: Optional[float]) -> Tuple[bytes, bytes, bytes]:
+    """Feed input to gpg and read its stdout, stderr and status pipe, all in this
+    thread (a reader thread per call costs more than the call's own work when
+    two workers run gpg at once); subprocess.TimeoutExpired after timeout."""
+    outputs = {proc.stdout.fileno(): [], proc.stderr.fileno(): [], status_fd: []}
+    pending = memoryview(input)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with selectors.PollSelector() as selector:
+        for fd in outputs:
+            selector.register(fd, selectors.EVENT_READ)
+        if pending:
+            # Non-blocking: a write into a nearly full pipe must not wait for gpg,
+            # which may itself wait for this thread to read its output.
+            os.set_blocking(proc.stdin.fileno(), False)
+            selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        while selector.get_map():
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            for ready, _ in selector.select(wait):
+                if ready.fd in outputs:
+                    data = os.read(ready.fd, 65536)
+                    if data:
+                        outputs[ready.fd].append(data)
+                    else:
+                        selector.unregister(ready.fd)
+                    continue
+                try:
+                    pending = pending[os.write(ready.fd, pending[:65536]):]
+                except BlockingIOError:
+                    continue
+                except BrokenPipeError:     # gpg stopped reading: its exit status tells why
+                    pending = pending[:0]
+                if not pending:
+                    selector.unregister(ready.fd)
+                    proc.stdin.close()
+    proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    stdout, stderr, status = (b"".join(outputs[fd]) for fd in (proc.stdout.fileno(),
+                                                               proc.stderr.fileno(), status_fd))
+    return stdout, stderr, status
 
 
 class Gpg:
@@ -139,33 +181,28 @@ class Gpg:
         cmd = self.command(["--status-fd", str(status_write)] + list(args))
         if log.isEnabledFor(logging.DEBUG):      # shlex.join of long key lists costs
             log.debug("running %s", shlex.join(cmd))
-        status_sink: list = []
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, pass_fds=(status_write,))
         except OSError as error:
             os.close(status_read)
-            os.close(status_write)
             raise GpgError("cannot run %s: %s" % (self.binary, error))
-        os.close(status_write)
+        finally:
+            os.close(status_write)
         with self._calls_lock:
             self.calls += 1
-        reader = threading.Thread(target=_read_all, args=(status_read, status_sink), daemon=True)
-        reader.start()
         try:
-            stdout, stderr = proc.communicate(input, timeout=timeout)
+            stdout, stderr, status = _exchange(proc, input, status_read, timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            reader.join()
             raise GpgError("%s did not finish within %d seconds and was stopped" % (what, timeout))
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        reader.join()
-        result = GpgResult(proc.returncode, stdout, stderr,
-                           parse_status(status_sink[0] if status_sink else b""))
+        finally:
+            if proc.returncode is None:     # timed out, or interrupted: gpg must not linger
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                stream.close()
+            os.close(status_read)
+        result = GpgResult(proc.returncode, stdout, stderr, parse_status(status))
         log.debug("gpg exited %d", proc.returncode)
         if check and proc.returncode != 0:
             raise GpgError("%s failed (gpg exit status %d)" % (what, proc.returncode), stderr)

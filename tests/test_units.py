@@ -4,6 +4,7 @@ the sendmail call. Still real: gpg checks the packets, a program plays sendmail.
 import email
 import email.policy
 import email.utils
+import os
 import subprocess
 import time
 
@@ -12,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from caffpy import mailer, message, packets
 from caffpy.address import read_address
-from caffpy.errors import MailError, MtaError
+from caffpy.errors import GpgError, MailError, MtaError
 from caffpy.gpg import Gpg
 from conftest import gpg, list_packets, participant, scratch_gpg_home
 
@@ -174,6 +175,43 @@ def test_encrypted_message_headers_and_content(party):
     text, key = inner.iter_parts()
     assert "Alice <alice@bücher.example>" in text.get_content()
     assert key.get_content_type() == "application/pgp-keys"
+
+
+# -- running gpg ------------------------------------------------------------------------
+
+def test_gpg_round_trip_larger_than_a_pipe_keeps_every_byte():
+    """gpg writes while it still reads: a 3 MB text through --enarmor comes back whole
+    (one thread feeds and reads all three pipes; a blocking write would hang here)."""
+    data = bytes(range(256)) * (3 * 4096)
+    gpg_run = Gpg(scratch_gpg_home())
+    armored = gpg_run.run(["--enarmor"], input=data).stdout
+    assert len(armored) > len(data)
+    assert gpg_run.run(["--dearmor"], input=armored).stdout == data
+
+
+def test_gpg_status_lines_come_apart_from_its_messages(party):
+    frank = participant(party, "plain").fingerprint
+    result = Gpg(party.participants_home).run(["--encrypt", "--recipient", frank, "--armor"],
+                                              input=b"hello\n")
+    assert result.status_args("END_ENCRYPTION") == [[]]
+    assert b"[GNUPG:]" not in result.stderr
+    assert result.stdout.startswith(b"-----BEGIN PGP MESSAGE-----")
+
+
+def test_gpg_that_hangs_is_stopped_after_the_timeout(tmp_path):
+    """A keyserver fetch that never ends: GpgError after the timeout, no gpg left behind."""
+    hanging = tmp_path / "gpg"
+    pid_file = tmp_path / "pid"
+    hanging.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 60\n" % pid_file)
+    hanging.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(GpgError, match="did not finish within 1 seconds"):
+        Gpg(str(tmp_path / "home"), str(hanging)).run(["--recv-keys"], timeout=1,
+                                                      what="fetching keys")
+    assert time.monotonic() - started < 10
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 # -- the sendmail call ----------------------------------------------------------------------
