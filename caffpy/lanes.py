@@ -4,29 +4,33 @@ A certification costs gpg's start and its checking of the key's
 self-signatures, all on one core. Two gpg processes updating the same keyring
 break each other's update ("update failed: Provided object is too large" was
 seen), so the second worker signs in a copy of caffpy's keyring (linked to the
-same gpg-agent: the same secret keys). Every few keys it exports what it
-certified; the main worker, the only one that writes caffpy's keyring, imports
-those between its own certifications. When certify_all returns, or is
-interrupted, every certification made is in caffpy's keyring, or reported for
-its key when gpg could not copy it there (the next run certifies that key again).
+same gpg-agent: the same secret keys), each worker in its own keyring only.
 
-Importing costs as much as certifying (gpg checks every self-signature), so
-when the keys come from key files only, the second keyring is made before the
-import and takes a share of the keys itself (import_split): those it certifies
-and hands back are imported into caffpy's keyring once, not twice, and the two
-imports run side by side. Such held keys all go back to caffpy's keyring,
-certified or not, before anything else reads it (certify_all, hand_back_all).
+Copying a certified key into caffpy's keyring costs as much as certifying it
+(gpg's import checks every self-signature again), so it waits until the mails
+are built: the keys the second keyring certified are exported for their mails
+from there (export_blocks in run.py; the keys it holds are also encrypted to
+from there), and copied into caffpy's keyring in the background while the MTA
+takes the mails (start_merge: gpg's readers take no lock, and a keyring update
+has a moment without the file, so no gpg may read caffpy's keyring meanwhile).
+Whatever happens, close() copies all of them before the second keyring is
+removed; a key that gpg cannot copy is reported, and the next run certifies it
+again (its mail, in the journal, is not sent twice).
+
+When the keys come from key files only, the second keyring is made before the
+import and imports half of the keys itself (import_split), side by side with
+caffpy's keyring: those keys it holds are imported into caffpy's keyring once,
+when they are copied back, not twice.
 """
 
 import collections
 import concurrent.futures
 import logging
 import os
-import queue
 import shutil
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Set
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from caffpy import progress
 from caffpy.errors import CaffError, GpgError
@@ -39,10 +43,10 @@ log = logging.getLogger(__name__)
 
 # Fewer keys than this to certify: the second keyring costs more than it saves.
 MIN_KEYS = 5
-# Keys the second worker certifies before handing them back: a hand-back costs
-# two gpg processes (export, import), one left at the end waits for the import.
-# Local certifications (gpg-sign-type l) travel only when both are told so.
-HAND_BACK = 8
+# Local certifications (gpg-sign-type l) travel from keyring to keyring only when
+# both the export and the import are told so.
+EXPORT_BACK = ["export-local-sigs"]
+IMPORT_BACK = ["import-local-sigs"]
 # What a second keyring needs of caffpy's: the keys, the trust databases, options.
 COPIED = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "tofu.db", "gpg.conf")
 # Free space a second keyring leaves at least, as a multiple of the keyring's size:
@@ -54,13 +58,6 @@ ROOM = 8
 class Job:
     key: Key
     signers: List[str]          # fingerprints of the user's keys still to certify it
-
-
-@dataclass
-class _HandBack:
-    fingerprints: List[str]
-    data: bytes = b""
-    error: Optional[CaffError] = None
 
 
 @dataclass
@@ -83,12 +80,15 @@ def _next(jobs: Deque[Job]) -> Optional[Job]:
 
 
 def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job], None],
-                second: Optional["SecondKeyring"] = None) -> Dict[str, Exception]:
+                second: Optional["SecondKeyring"] = None
+                ) -> Tuple[Dict[str, Exception], Optional["SecondKeyring"]]:
     """certify(gpg, job) for each job, on two keyrings when there are enough;
-    returns the per-key failures (a failed key does not stop the others).
+    returns the per-key failures (a failed key does not stop the others) and the
+    second keyring, if one signed: its certifications are copied into caffpy's
+    keyring later (start_merge, close), and the caller owns it from here.
 
     second: a second keyring made by import_split; the keys it holds are
-    certified there, the others in caffpy's keyring, and all come back.
+    certified there, the others in caffpy's keyring.
     """
     failures: Dict[str, Exception] = {}
     shown = _Progress(len(jobs))
@@ -109,48 +109,39 @@ def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job]
         # The first one alone: it may ask for the passphrase, and two gpg processes
         # asking at once would each show a pinentry.
         first = rest.popleft()
-        attempt(second.gpg if first.key.fingerprint in held else ws.gpg, first)
-    if second is None:
+        if first.key.fingerprint in held:
+            second.sign(first, attempt)
+        else:
+            attempt(ws.gpg, first)
+    made_here = second is None
+    if made_here:
         second = SecondKeyring.make(ws) if len(rest) >= MIN_KEYS and gpg_cores() >= 2 else None
         if second is None:
             while rest:
                 attempt(ws.gpg, rest.popleft())
-            return failures
+            return failures, None
         main_jobs = lane_jobs = rest        # one queue: both keyrings hold every key
     else:
         main_jobs = collections.deque(j for j in rest if j.key.fingerprint not in held)
         lane_jobs = collections.deque(j for j in rest if j.key.fingerprint in held)
-    with second:
-        handed_back: "queue.Queue[Optional[_HandBack]]" = queue.Queue()
-        worker = threading.Thread(target=second.work, args=(lane_jobs, attempt, handed_back),
-                                  name="second keyring", daemon=True)
+    worker = threading.Thread(target=second.work, args=(lane_jobs, attempt),
+                              name="second keyring", daemon=True)
+    try:
         worker.start()
-        worker_done = False
-        try:
-            while True:
-                # Hand-backs first; waiting for them when there is nothing to certify here.
-                if not worker_done and (not handed_back.empty() or not main_jobs):
-                    back = handed_back.get()
-                    if back is None:
-                        worker_done = True
-                    else:
-                        second.merge(back, failures)
-                    continue
-                job = _next(main_jobs)
-                if job is None:
-                    break
-                attempt(ws.gpg, job)
-        finally:
-            main_jobs.clear()   # interrupted: the worker stops after its current key
-            lane_jobs.clear()
-            worker.join()
-            while not worker_done:      # what it certified still goes into caffpy's keyring
-                back = handed_back.get()
-                if back is None:
-                    worker_done = True
-                else:
-                    second.merge(back, failures)
-    return failures
+        while True:
+            job = _next(main_jobs)
+            if job is None:
+                break
+            attempt(ws.gpg, job)
+    except BaseException:
+        main_jobs.clear()   # interrupted: the worker stops after its current key
+        lane_jobs.clear()
+        worker.join()
+        if made_here:       # nobody else knows of it: its certifications go home now
+            second.close()
+        raise
+    worker.join()
+    return failures, second
 
 
 def import_split(ws: Workspace, data: bytes, options: Sequence[str], what: str,
@@ -160,8 +151,8 @@ def import_split(ws: Workspace, data: bytes, options: Sequence[str], what: str,
     blocks = split_keyblocks(data) if second is not None else []
     if len(blocks) < 2 * MIN_KEYS:
         return ws.gpg.import_keys(data, options, what=what)
-    # The second keyring certifies more keys: caffpy's also imports what it hands back.
-    cut = len(blocks) * 2 // 5
+    # Half each: either keyring imports and certifies its own half, nothing more.
+    cut = len(blocks) // 2
     ours, theirs = b"".join(blocks[:cut]), b"".join(blocks[cut:])
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         held = pool.submit(second.gpg.import_keys, theirs, options, what)
@@ -204,8 +195,12 @@ class SecondKeyring:
         self.ws = ws
         self.home = os.path.join(ws.caffhome, "lane")
         self.gpg = Gpg(self.home, ws.gpg.binary, ws.gpg.extra_args)
-        self.holds: Set[str] = set()     # fingerprints imported here only (import_split)
-        self.handed: Set[str] = set()    # held keys handed back already
+        self.holds: Set[str] = set()        # fingerprints imported here only (import_split)
+        self.certified: Set[str] = set()    # certified here by the second worker
+        self.merged: Set[str] = set()       # copied into caffpy's keyring (or given up)
+        self.problems: List[CaffError] = []
+        self._merging: Optional[threading.Thread] = None
+        self.closed = False
 
     @classmethod
     def make(cls, ws: Workspace) -> Optional["SecondKeyring"]:
@@ -231,69 +226,57 @@ class SecondKeyring:
             return None
         return second
 
-    def __enter__(self) -> "SecondKeyring":
-        return self
+    @property
+    def unmerged(self) -> Set[str]:
+        """Keys whose newest version is here, not in caffpy's keyring (yet)."""
+        return (self.holds | self.certified) - self.merged
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def sign(self, job: Job, attempt: Callable[[Gpg, Job], bool]) -> None:
+        if attempt(self.gpg, job):
+            self.certified.add(job.key.fingerprint)
 
-    def close(self) -> None:
-        """Remove the second keyring (again: harmless)."""
+    def work(self, jobs: Deque[Job], attempt: Callable[[Gpg, Job], bool]) -> None:
+        """The second worker: certify keys from jobs until there are none left."""
+        while True:
+            job = _next(jobs)
+            if job is None:
+                return
+            self.sign(job, attempt)
+
+    def start_merge(self) -> None:
+        """Begin copying the certified and held keys into caffpy's keyring, in the
+        background: until close(), no other gpg may read or write caffpy's keyring."""
+        if self._merging is None and self.unmerged:
+            self._merging = threading.Thread(target=self._merge, name="second keyring merge",
+                                             daemon=True)
+            self._merging.start()
+
+    def close(self) -> List[CaffError]:
+        """Copy whatever is not in caffpy's keyring yet, remove the second keyring
+        (again: harmless); returns one problem per key gpg could not copy."""
+        if self._merging is not None:
+            self._merging.join()
+        self._merge()
         self.ws.gpg.calls += self.gpg.calls
         self.gpg.calls = 0
         shutil.rmtree(self.home, ignore_errors=True)
+        self.closed = True
+        problems, self.problems = self.problems, []
+        return problems
 
-    def hand_back_all(self, failures: Dict[str, Exception]) -> None:
-        """Every held key into caffpy's keyring, then remove the second keyring: for
-        the runs that do not certify through certify_all (no-sign, decisions)."""
-        rest = sorted(self.holds - self.handed)
-        if rest:
-            self.merge(self._export(rest), failures)
-        self.close()
-
-    def work(self, jobs: Deque[Job], attempt: Callable[[Gpg, Job], bool],
-             handed_back: "queue.Queue[Optional[_HandBack]]") -> None:
-        """The second worker: certify keys from jobs, handing them back in small
-        batches; at the end also the keys it holds and did not certify."""
-        certified: List[str] = []
-        try:
-            while True:
-                job = _next(jobs)
-                if job is None:
-                    break
-                if attempt(self.gpg, job):
-                    certified.append(job.key.fingerprint)
-                if len(certified) >= HAND_BACK:
-                    handed_back.put(self._export(certified))
-                    certified = []
-        finally:
-            rest = certified + sorted(self.holds - self.handed - set(certified))
-            if rest:
-                handed_back.put(self._export(rest))
-            handed_back.put(None)
-
-    def _export(self, fingerprints: List[str]) -> _HandBack:
-        self.handed.update(fingerprints)
-        try:
-            return _HandBack(fingerprints, self.gpg.export(fingerprints, ["export-local-sigs"]))
-        except CaffError as error:
-            return _HandBack(fingerprints, error=error)
-
-    def merge(self, back: _HandBack, failures: Dict[str, Exception]) -> None:
-        """Import a batch of the second worker's keys, with their certifications,
-        into caffpy's keyring; a batch that cannot be is reported for each key."""
-        error = back.error
-        if error is None:
-            try:
-                self.ws.gpg.import_keys(back.data, ["import-local-sigs"],
-                                        what="copying certifications into caffpy's keyring")
-            except CaffError as problem:
-                error = problem
-        if error is None:
+    def _merge(self) -> None:
+        keys = sorted(self.unmerged)
+        if not keys:
             return
-        for fingerprint in back.fingerprints:
-            failures[fingerprint] = GpgError(
-                "key 0x%s: in a second keyring, but it could not be copied into caffpy's "
-                "keyring with its certifications (%s); the next run certifies it again"
-                % (fingerprint[-16:], error))
-            log.error("%s", failures[fingerprint])
+        self.merged.update(keys)
+        try:
+            data = self.gpg.export(keys, EXPORT_BACK)
+            self.ws.gpg.import_keys(data, IMPORT_BACK,
+                                    what="copying certifications into caffpy's keyring")
+        except CaffError as error:
+            for fingerprint in keys:
+                self.problems.append(GpgError(
+                    "key 0x%s: certified in a second keyring, but it could not be copied "
+                    "into caffpy's keyring (%s); the next run certifies it again (a mail "
+                    "already made is not sent twice)" % (fingerprint[-16:], error)))
+                log.error("%s", self.problems[-1])

@@ -16,6 +16,7 @@ from caffpy import journal as jr
 from caffpy import message, progress
 from caffpy.address import read_address
 from caffpy.errors import CaffError, GpgError, JournalError
+from caffpy.gpg import Gpg
 from caffpy.keys import Key, Uid
 from caffpy.packets import KeyBlock, UidBlock, armor, certifiers, uid_copy
 from caffpy.prompt import Prompter
@@ -64,8 +65,11 @@ def uid_name(text: str) -> str:
 
 class Composer:
     def __init__(self, ws: Workspace, journal: jr.Journal, config, prompter: Prompter,
-                 own_ids: Sequence[str], export_old: Optional[bool], resend: bool):
+                 own_ids: Sequence[str], export_old: Optional[bool], resend: bool,
+                 keyring_of: Optional[Callable[[str], Gpg]] = None):
         self.ws = ws
+        # The keyring to encrypt to a key from: caffpy's, or a second one that holds it.
+        self.keyring_of = keyring_of or (lambda fingerprint: ws.gpg)
         self.journal = journal
         self.config = config
         self.prompter = prompter
@@ -192,7 +196,8 @@ class Composer:
         mode = self.config["mail"]
         if key.can_encrypt:
             recipients = [key.fingerprint] + list(self.config["also-encrypt-to"])
-            encrypt = lambda data: self.ws.gpg.encrypt(data, recipients)   # noqa: E731
+            keyring = self.keyring_of(key.fingerprint)
+            encrypt = lambda data: keyring.encrypt(data, recipients)   # noqa: E731
         else:
             mode = self.config["mail-cant-encrypt"]
             log.warning("key 0x%s cannot encrypt: its mail would go out unencrypted",

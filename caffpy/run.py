@@ -159,10 +159,19 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         if self.second is not None:
-            self.second.close()     # done already, unless the run stopped before certifying
+            # Its certifications into caffpy's keyring, whatever stopped the run.
+            self.report.problems.extend(self.second.close())
+            self.second = None
         self.journal.close()
         self.ws.unlock()
         self.report.gpg_calls = self.ws.gpg.calls + self.ws.user_gpg.calls
+
+    def keyring_of(self, fingerprint: str) -> gpg.Gpg:
+        """The gpg of the keyring that holds the key (a second one, until closed)."""
+        second = self.second
+        if second is not None and not second.closed and fingerprint in second.holds:
+            return second.gpg
+        return self.ws.gpg
 
     @property
     def export_options(self) -> List[str]:
@@ -181,6 +190,11 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
             return report
         blocks = certify(session, keys)
         queued = compose(session, keys, blocks)
+        if session.second is not None:
+            # No gpg reads caffpy's keyring from here on (gpg's readers take no lock,
+            # and a keyring update has a moment without the file): copy the second
+            # keyring's certifications into it while the MTA takes the mails.
+            session.second.start_merge()
         deliver(session, queued)
     return report
 
@@ -245,12 +259,10 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
     if not no_sign and config["ask-sign"] and not prompter.ask("Continue with signing?",
                                                               default=True):
         no_sign = True
-    second = session.second     # its keys all come back: here, or through certify_all
+    second = session.second
     if second is not None and (no_sign or decisions is not None):
-        handed: Dict[str, Exception] = {}
-        second.hand_back_all(handed)
-        report.problems.extend(handed.values())
-        second = None
+        report.problems.extend(second.close())      # its keys into caffpy's keyring first
+        session.second = second = None
     if no_sign:
         return parse_keyblocks(ws.gpg.export(fingerprints, session.export_options))
     signers = session.signers
@@ -259,13 +271,18 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
         report.notes.extend(notes)
     else:
         before = export_blocks(ws, fingerprints, session.export_options, second)
-        failures = signing.sign_keys(ws, keys, before, signers, config, prompter, second)
+        failures, second = signing.sign_keys(ws, keys, before, signers, config, prompter,
+                                             second)
+        session.second = second
     report.problems.extend(failures.values())
     if config["also-lsign-in-gnupghome"] != "no":
+        if second is not None:      # the keys come from caffpy's keyring, all of them
+            report.problems.extend(second.close())
+            session.second = second = None
         done = [k for k in keys if k.fingerprint not in failures]
         report.problems.extend(signing.lsign_in_user_keyring(
             ws, done, signers, config["also-lsign-in-gnupghome"], prompter, decisions).values())
-    after = parse_keyblocks(ws.gpg.export_on_all_cores(fingerprints, session.export_options))
+    after = export_blocks(ws, fingerprints, session.export_options, second)
     if decisions is None:
         certified = [k for k in keys if k.fingerprint not in failures and any(
             signing.unsigned_uids(k, before.get(k.fingerprint), s.fingerprint)
@@ -277,8 +294,10 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
 
 def export_blocks(ws: Workspace, fingerprints: Sequence[str], options: Sequence[str],
                   second: Optional[lanes.SecondKeyring]) -> Dict[str, KeyBlock]:
-    """The keyblocks as they are now: the keys a second keyring holds come from it."""
-    held = [f for f in fingerprints if second is not None and f in second.holds]
+    """The keyblocks as they are now: the keys whose newest version is in a second
+    keyring (held there, or certified there) come from it."""
+    newer = second.unmerged if second is not None and not second.closed else set()
+    held = [f for f in fingerprints if f in newer]
     blocks = parse_keyblocks(ws.gpg.export_on_all_cores(
         [f for f in fingerprints if f not in held], options))
     if held:
@@ -291,7 +310,7 @@ def compose(session: Session, keys: List[Key], blocks: Dict[str, KeyBlock]) -> L
     report = session.report
     composer = Composer(session.ws, session.journal, session.config, session.prompter,
                         [k.fingerprint for k in session.own], session.options.export_old,
-                        session.options.resend)
+                        session.options.resend, session.keyring_of)
     decisions = session.options.decisions
     for key in keys:
         # With decisions, only what they chose is mailed (not older certifications).

@@ -49,8 +49,10 @@ def describe(key: Key) -> str:
 
 def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
               signers: Sequence[Key], config, prompter: Prompter,
-              second: Optional[lanes.SecondKeyring] = None) -> Dict[str, Exception]:
-    """Certify every valid UID of each key with each signer; returns per-key failures.
+              second: Optional[lanes.SecondKeyring] = None
+              ) -> Tuple[Dict[str, Exception], Optional[lanes.SecondKeyring]]:
+    """Certify every valid UID of each key with each signer; returns per-key failures
+    and the second keyring that certified some of them, if any (lanes.certify_all).
 
     The questions come first, for every key; then gpg certifies, on two
     keyrings at once when there are enough keys (lanes.py); second: the one
@@ -81,7 +83,7 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
             except GpgError as error:
                 failures[job.key.fingerprint] = error
                 log.error("key 0x%s: %s", job.key.long_id, error)
-        return failures
+        return failures, second
     return lanes.certify_all(ws, jobs, lambda gpg, job: gpg.certify(
         job.key.fingerprint, job.signers, local=sign_type == "l", cert_args=args), second)
 
