@@ -35,6 +35,7 @@ class MailJob:
     question: str
     build: Callable[[], bytes]
     key_copies: List[Tuple[str, bytes]]     # (path, armored key) saved beside the mail
+    keyring: Optional[Gpg] = None           # the keyring build() encrypts from, if any
     wanted: bool = False
 
     def make(self) -> None:
@@ -192,7 +193,7 @@ class Composer:
                 description="OpenPGP key 0x%s, user ID %d, certified by 0x%s"
                             % (key.long_id, item_uid.serial, ", 0x".join(signers)),
                 armored=armored))
-        encrypt = None
+        encrypt, keyring = None, None
         mode = self.config["mail"]
         if key.can_encrypt:
             recipients = [key.fingerprint] + list(self.config["also-encrypt-to"])
@@ -216,18 +217,24 @@ class Composer:
             build=functools.partial(message.compose, text, attachments, self.config["owner"],
                                     self.config["email"], address, subject,
                                     self.config["reply-to"] or None, encrypt),
-            key_copies=key_copies))
+            key_copies=key_copies, keyring=keyring))
 
-    def finish(self) -> Outcome:
-        """Ask about each planned mail, build them (encryptions in parallel), save and record."""
+    def finish(self, keyring_free: Callable[[], None] = lambda: None) -> Outcome:
+        """Ask about each planned mail, build them (encryptions in parallel), save and
+        record; keyring_free() is called once no gpg reads caffpy's keyring any more."""
         for job in self.jobs:
             job.wanted = self.prompter.decide(job.mode, job.question)
+        # The mails encrypted from caffpy's keyring first, so that it is free early.
+        self.jobs.sort(key=lambda job: job.keyring is not self.ws.gpg)
+        reading = sum(job.keyring is self.ws.gpg for job in self.jobs)
         # gpg encryptions are independent processes: keep every core busy.
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             futures = [pool.submit(job.make) for job in self.jobs]
-            for number, (job, future) in enumerate(zip(self.jobs, futures), 1):
+            for number, (job, future) in enumerate(zip(self.jobs, futures)):
+                if number == reading:
+                    keyring_free()      # the jobs before this one have all finished
                 record = job.record
-                progress.step("encrypting mails", number, len(self.jobs), record.to)
+                progress.step("encrypting mails", number + 1, len(self.jobs), record.to)
                 try:
                     future.result()
                 except JournalError:
@@ -243,6 +250,8 @@ class Composer:
                     self.journal.record(record, state=jr.DECLINED)
                     self.outcome.skipped.append("%s: not mailed, as you chose (saved in %s)"
                                                 % (record.to, record.file))
+        if reading == len(self.jobs):
+            keyring_free()
         self.jobs = []
         # One sync for all the files written above (an fsync each costs more than the
         # encryptions): every mail is on disk before the MTA or the journal relies on it.

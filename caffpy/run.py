@@ -190,11 +190,6 @@ def run(config, requested: Sequence[str], options: RunOptions, prompter: Prompte
             return report
         blocks = certify(session, keys)
         queued = compose(session, keys, blocks)
-        if session.second is not None:
-            # No gpg reads caffpy's keyring from here on (gpg's readers take no lock,
-            # and a keyring update has a moment without the file): copy the second
-            # keyring's certifications into it while the MTA takes the mails.
-            session.second.start_merge()
         deliver(session, queued)
     return report
 
@@ -316,7 +311,11 @@ def compose(session: Session, keys: List[Key], blocks: Dict[str, KeyBlock]) -> L
         # With decisions, only what they chose is mailed (not older certifications).
         composer.compose_key(key, blocks.get(key.fingerprint),
                              decisions.mailable(key.fingerprint) if decisions else None)
-    outcome = composer.finish()
+    second = session.second
+    # Once no gpg reads caffpy's keyring (gpg's readers take no lock, and a keyring
+    # update has a moment without the file), a second keyring's certifications are
+    # copied into it, in the background, while the rest goes on.
+    outcome = composer.finish(second.start_merge if second is not None else lambda: None)
     report.skipped.extend(outcome.skipped)
     report.already_mailed = outcome.already_mailed
     report.notes.extend(outcome.kept_on_disk)
