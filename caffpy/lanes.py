@@ -82,7 +82,8 @@ def _next(jobs: Deque[Job]) -> Optional[Job]:
 
 
 def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job], None],
-                second: Optional["SecondKeyring"] = None
+                second: Optional["SecondKeyring"] = None,
+                export_options: Optional[Sequence[str]] = None
                 ) -> Tuple[Dict[str, Exception], Optional["SecondKeyring"]]:
     """certify(gpg, job) for each job, on two keyrings when there are enough;
     returns the per-key failures (a failed key does not stop the others) and the
@@ -90,7 +91,9 @@ def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job]
     keyring later (start_merge, close), and the caller owns it from here.
 
     second: a second keyring made by import_split; the keys it holds are
-    certified there, the others in caffpy's keyring.
+    certified there, the others in caffpy's keyring. export_options: the second
+    worker, done with its keys, exports them so (SecondKeyring.export) while
+    caffpy's keyring may still be certifying.
     """
     failures: Dict[str, Exception] = {}
     shown = _Progress(len(jobs))
@@ -126,7 +129,7 @@ def certify_all(ws: Workspace, jobs: Sequence[Job], certify: Callable[[Gpg, Job]
     else:
         main_jobs = collections.deque(j for j in rest if j.key.fingerprint not in held)
         lane_jobs = collections.deque(j for j in rest if j.key.fingerprint in held)
-    worker = threading.Thread(target=second.work, args=(lane_jobs, attempt),
+    worker = threading.Thread(target=second.work, args=(lane_jobs, attempt, export_options),
                               name="second keyring", daemon=True)
     try:
         worker.start()
@@ -202,6 +205,7 @@ class SecondKeyring:
         self.merged: Set[str] = set()       # copied into caffpy's keyring (or given up)
         self.problems: List[CaffError] = []
         self._merging: Optional[threading.Thread] = None
+        self._exported: Optional[Tuple[List[str], List[str], bytes]] = None    # by work()
         self.closed = False
 
     @classmethod
@@ -237,13 +241,31 @@ class SecondKeyring:
         if attempt(self.gpg, job):
             self.certified.add(job.key.fingerprint)
 
-    def work(self, jobs: Deque[Job], attempt: Callable[[Gpg, Job], bool]) -> None:
-        """The second worker: certify keys from jobs until there are none left."""
+    def work(self, jobs: Deque[Job], attempt: Callable[[Gpg, Job], bool],
+             export_options: Optional[Sequence[str]] = None) -> None:
+        """The second worker: certify keys from jobs until there are none left; then,
+        with export_options, export the keys whose newest version is here."""
         while True:
             job = _next(jobs)
             if job is None:
-                return
+                break
             self.sign(job, attempt)
+        if export_options is not None and self.unmerged:
+            keys = sorted(self.unmerged)
+            try:
+                self._exported = (keys, list(export_options),
+                                  self.gpg.export_on_all_cores(keys, export_options))
+            except CaffError as error:      # export() tries again, to report it
+                log.debug("second keyring: export failed: %s", error)
+
+    def export(self, keys: Sequence[str], options: Sequence[str]) -> bytes:
+        """The keys as this keyring has them now (perhaps with others it holds):
+        exported by work() if it did so for them with these options (nothing has
+        changed them since), else now."""
+        made, self._exported = self._exported, None
+        if made is not None and set(keys) <= set(made[0]) and made[1] == list(options):
+            return made[2]
+        return self.gpg.export_on_all_cores(keys, options)
 
     def start_merge(self) -> None:
         """Begin copying the certified and held keys into caffpy's keyring, in the

@@ -267,7 +267,7 @@ def certify(session: Session, keys: List[Key]) -> Dict[str, KeyBlock]:
     else:
         before = export_blocks(ws, fingerprints, session.export_options, second)
         failures, second = signing.sign_keys(ws, keys, before, signers, config, prompter,
-                                             second)
+                                             second, session.export_options)
         session.second = second
     report.problems.extend(failures.values())
     if config["also-lsign-in-gnupghome"] != "no":
@@ -296,7 +296,8 @@ def export_blocks(ws: Workspace, fingerprints: Sequence[str], options: Sequence[
     blocks = parse_keyblocks(ws.gpg.export_on_all_cores(
         [f for f in fingerprints if f not in held], options))
     if held:
-        blocks.update(parse_keyblocks(second.gpg.export_on_all_cores(held, options)))
+        newest = parse_keyblocks(second.export(held, options))
+        blocks.update((f, newest[f]) for f in held if f in newest)
     return blocks
 
 

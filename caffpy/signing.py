@@ -49,14 +49,16 @@ def describe(key: Key) -> str:
 
 def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
               signers: Sequence[Key], config, prompter: Prompter,
-              second: Optional[lanes.SecondKeyring] = None
+              second: Optional[lanes.SecondKeyring] = None,
+              export_options: Optional[Sequence[str]] = None
               ) -> Tuple[Dict[str, Exception], Optional[lanes.SecondKeyring]]:
     """Certify every valid UID of each key with each signer; returns per-key failures
     and the second keyring that certified some of them, if any (lanes.certify_all).
 
     The questions come first, for every key; then gpg certifies, on two
     keyrings at once when there are enough keys (lanes.py); second: the one
-    that imported part of the keys (only with gpg-sign-type '' or 'l').
+    that imported part of the keys (only with gpg-sign-type '' or 'l');
+    export_options: how the second keyring exports its keys once it is done.
     """
     sign_type = config["gpg-sign-type"]
     args = cert_args(config)
@@ -85,7 +87,8 @@ def sign_keys(ws: Workspace, keys: Sequence[Key], blocks: Dict[str, KeyBlock],
                 log.error("key 0x%s: %s", job.key.long_id, error)
         return failures, second
     return lanes.certify_all(ws, jobs, lambda gpg, job: gpg.certify(
-        job.key.fingerprint, job.signers, local=sign_type == "l", cert_args=args), second)
+        job.key.fingerprint, job.signers, local=sign_type == "l", cert_args=args), second,
+        export_options)
 
 
 def _sign_interactively(ws: Workspace, key: Key, signer: str, sign_type: str,
