@@ -300,7 +300,8 @@ class SecondKeyring:
         except CaffError as error:
             for fingerprint in keys:
                 self.problems.append(GpgError(
-                    "key 0x%s: certified in a second keyring, but it could not be copied "
-                    "into caffpy's keyring (%s); the next run certifies it again (a mail "
-                    "already made is not sent twice)" % (fingerprint[-16:], error)))
+                    "key 0x%s could not be copied from the second keyring into caffpy's "
+                    "keyring (%s), so what was certified there is not kept; the next run "
+                    "certifies it again (a mail already made is not sent twice)"
+                    % (fingerprint[-16:], error)))
                 log.error("%s", self.problems[-1])

@@ -135,7 +135,7 @@ def test_a_failed_copy_back_is_reported_and_the_next_run_mails_nothing_twice(big
     code, out, err = caff.run_party()
     assert code == 69, err
     assert "Traceback" not in err
-    assert "could not be copied into caffpy's keyring" in err
+    assert "could not be copied from the second keyring into caffpy's keyring" in err
     assert "the next run certifies it again" in err
     sent_once_each(caff)
     assert not os.path.exists(os.path.join(caff.caffhome, "lane"))
