@@ -124,6 +124,15 @@ class Journal:
                  for name, value in vars(record).items()}
         self._append(event)
 
+    def sync(self) -> None:
+        """Put what was recorded so far on disk (before the MTA relies on it)."""
+        if self._handle is not None:
+            try:
+                os.fsync(self._handle.fileno())
+            except OSError as error:
+                raise JournalError("cannot write the journal %s: %s"
+                                   % (self.path, error.strerror))
+
     def close(self) -> None:
         if self._handle is not None:
             try:

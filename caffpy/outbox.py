@@ -21,7 +21,7 @@ from caffpy.keys import Key, Uid
 from caffpy.packets import KeyBlock, UidBlock, armor, certifiers, uid_copy
 from caffpy.prompt import Prompter
 from caffpy.text import filename_part
-from caffpy.workspace import Workspace, atomic_write
+from caffpy.workspace import Workspace, atomic_write, sync_directory
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class MailJob:
         """Save the key copies, build the mail and save it (in a worker thread: the
         files' creation waits on the disk as gpg does on the CPU)."""
         for path, data in self.key_copies:
-            atomic_write(path, data, durable=False)      # synced in finish()
-        atomic_write(self.record.file, self.build(), durable=False)
+            atomic_write(path, data)
+        atomic_write(self.record.file, self.build())
 
 
 @dataclass
@@ -136,7 +136,7 @@ class Composer:
         for uid, uid_block, certs in extras:
             if uid.serial not in attached:
                 path, data = self._key_copy(key, block, uid, uid_block)
-                atomic_write(path, data.encode("ascii"), durable=False)    # synced in finish()
+                atomic_write(path, data.encode("ascii"))
                 self.outcome.kept_on_disk.append(
                     "key 0x%s, user ID %d %s has no address of its own and no mailed user "
                     "ID with its name; its certification is kept in %s"
@@ -252,8 +252,10 @@ class Composer:
                                                 % (record.to, record.file))
         if reading == len(self.jobs):
             keyring_free()
+        # Every mail, and its journal record, is on disk before the MTA relies on it
+        # (each file was synced as it was written; now their names and the journal).
+        if self.jobs or self.outcome.kept_on_disk:
+            sync_directory(self.ws.day_dir())
+        self.journal.sync()
         self.jobs = []
-        # One sync for all the files written above (an fsync each costs more than the
-        # encryptions): every mail is on disk before the MTA or the journal relies on it.
-        os.sync()
         return self.outcome

@@ -33,20 +33,17 @@ def _check_private_dir(path: str) -> None:
                            "options for gpg; fix it with: chmod go-w %s" % (path, path))
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
-    """Write a file so that it is either complete or absent, never half written.
-
-    durable=False skips the fsync: for many files in a row, where the caller
-    makes them durable together (os.sync) before anything depends on them.
-    """
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write a file so that it is either complete or absent, never half written: its
+    data is on disk before it takes its name. The name itself is on disk once the
+    directory is synced (sync_directory), which the caller does after a series."""
     tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as error:
         try:
@@ -54,6 +51,19 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, durable: bool = True
         except OSError:
             pass
         raise JournalError("cannot write %s: %s" % (path, error.strerror))
+
+
+def sync_directory(path: str) -> None:
+    """Put the names of the files just written in path on disk (an fsync of the
+    directory; a system-wide sync would also wait for every other program's data)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise JournalError("cannot sync %s: %s" % (path, error.strerror))
 
 
 class Workspace:
