@@ -330,7 +330,8 @@ CAFFPY_FILES = [
                       "of its keyring where a second gpg signs at the same time (and, when "
                       "one key file is the only source of keys, imports part of it); "
                       "its keys and certifications are copied into ~/.caff/gnupghome/ "
-                      "while the mails go to the MTA, and it is removed at the end."),
+                      "while the last mails are built and handed to the MTA, and it is removed "
+                      "at the end."),
 
     ("~/.caff/keys/YYYY-MM-DD/", "Every mail (.eml) and key copy (.asc) made that day."),
     ("~/.caff/journal", "Which mails are pending, sent, failed or declined."),
