@@ -137,7 +137,9 @@ class Session:
         self.own: List[Key] = []
         self.signers: List[Key] = []
         self.key_hints: Dict[str, List[str]] = {}    # why a key could not be fetched
-        self.second: Optional[lanes.SecondKeyring] = None    # made by fetch_keys(split=True)
+        # A second keyring, made by fetch_keys(split=True) or by certify(); closed by
+        # __exit__ at the latest, which copies its keys into caffpy's keyring.
+        self.second: Optional[lanes.SecondKeyring] = None
 
     def __enter__(self) -> "Session":
         self.ws.create()
@@ -199,7 +201,8 @@ def fetch_keys(session: Session, requested: Sequence[str], download: bool = True
     """Phase 1a: import the requested keys from every configured source.
 
     split: when one key file is the only source, a second keyring imports part
-    of it and certifies those keys (lanes.py); certify() brings them all back.
+    of it and certifies those keys (lanes.py); they reach caffpy's keyring while
+    the mails are built, or when the session ends.
     """
     config = session.config
     options = session.options
@@ -214,6 +217,11 @@ def fetch_keys(session: Session, requested: Sequence[str], download: bool = True
                             config["recv-timeout"], wkd=download and config["wkd"],
                             locate=options.locate if download else [],
                             party_uids=options.party_uids, second=session.second)
+    if session.second is not None and not session.second.holds:
+        # The key file could not be split (several armored blocks, a key given twice...):
+        # this copy predates the import. certify() makes a new one if it pays.
+        session.report.problems.extend(session.second.close())
+        session.second = None
     for warning in fetched.warnings:
         log.warning("%s", warning)
     session.key_hints = fetched.hints
@@ -292,12 +300,12 @@ def export_blocks(ws: Workspace, fingerprints: Sequence[str], options: Sequence[
     """The keyblocks as they are now: the keys whose newest version is in a second
     keyring (held there, or certified there) come from it."""
     newer = second.unmerged if second is not None and not second.closed else set()
-    held = [f for f in fingerprints if f in newer]
+    from_second = [f for f in fingerprints if f in newer]
     blocks = parse_keyblocks(ws.gpg.export_on_all_cores(
-        [f for f in fingerprints if f not in held], options))
-    if held:
-        newest = parse_keyblocks(second.export(held, options))
-        blocks.update((f, newest[f]) for f in held if f in newest)
+        [f for f in fingerprints if f not in newer], options))
+    if from_second:
+        newest = parse_keyblocks(second.export(from_second, options))
+        blocks.update((f, newest[f]) for f in from_second if f in newest)
     return blocks
 
 

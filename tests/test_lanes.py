@@ -105,6 +105,28 @@ def test_two_keyrings_certify_every_uid_once(big_party, split):
     mails_carry_both_certifications(caff)
 
 
+def test_a_key_file_that_cannot_be_split_is_still_certified_on_both_keyrings(big_party):
+    """Keys exported one by one and concatenated (cat *.asc > party.asc) are several
+    armored blocks, imported whole into caffpy's keyring: the second keyring made
+    for the split holds nothing, and a fresh copy made after the import signs."""
+    path = os.path.join(new_dir(), "catted.asc")
+    with open(path, "wb") as handle:
+        for fingerprint in big_party.fingerprints:
+            handle.write(demo.gpg(big_party.participants_home, "--armor", "--export", "--",
+                                  fingerprint))
+    caff = new_caff(big_party)
+    log = use_gpg_wrapper(caff, LOGGING_GPG, fail="__nothing__")
+    code, out, err = caff.run("--batch", "-m", "yes", "-R", "--key-file", path,
+                              *big_party.fingerprints)
+    assert code == 0, err
+    homes = signing_homes(log)
+    assert homes["lane"] > 0 and homes["gnupghome"] > 0, homes
+    counts = certifications_per_uid(caff.caffhome, [s[-16:] for s in big_party.signers])
+    assert set(counts) == expected_certifications(caff)
+    assert set(counts.values()) == {1}, counts
+    sent_once_each(caff)
+
+
 def test_without_mailing_every_certification_still_reaches_caffpys_keyring(big_party):
     """-m no: no mail goes out, so the copy into caffpy's keyring happens at the end;
     every certification is there, the mails wait in the journal, and the next run
