@@ -332,7 +332,6 @@ CAFFPY_FILES = [
                       "its keys and certifications are copied into ~/.caff/gnupghome/ "
                       "while the last mails are built and handed to the MTA, and it is removed "
                       "at the end."),
-
     ("~/.caff/keys/YYYY-MM-DD/", "Every mail (.eml) and key copy (.asc) made that day."),
     ("~/.caff/journal", "Which mails are pending, sent, failed or declined."),
     ("/usr/sbin/sendmail", "The MTA's sendmail program; caffpy runs "

@@ -427,6 +427,7 @@ def read_terminal(master: int, timeout: float, respond=None) -> bytes:
     raise AssertionError("the program did not end; the terminal showed:\n%s"
                          % shown.decode("utf-8", "replace"))
 
+
 def use_gpg_wrapper(caff: Caff, template: str, config: str = "", **fields: str) -> str:
     """Make caff's config (with the settings in config) run gpg through a shell
     script, template % fields, which can record calls in the log file it gets as
@@ -438,6 +439,7 @@ def use_gpg_wrapper(caff: Caff, template: str, config: str = "", **fields: str) 
     os.chmod(wrapper, 0o755)
     caff.write_config("gpg = %s\n%s" % (wrapper, config))
     return log
+
 
 @pytest.fixture
 def caff(party) -> Caff:

@@ -405,7 +405,6 @@ def test_flooded_key_neither_stalls_nor_reaches_the_mail(stage):
     assert set(issuers(packets)) == set(stage.signer_key_ids()) | {participant.fingerprint[-16:]}
 
 
-
 @pytest.mark.parametrize("place", ["first", "last"])
 def test_a_smuggled_subkey_in_a_key_file_split_over_two_keyrings(place):
     """Enough keys for the second keyring to import part of the file: the victim's
